@@ -1,0 +1,1 @@
+"""The composition root: settings, the `driftloop` CLI, the local stack, the demo."""

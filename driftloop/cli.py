@@ -1,0 +1,120 @@
+"""The `driftloop` command line. Every command and group has --help."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from driftloop.settings import Settings, SettingsError, load_settings
+from driftloop.stack import LocalStack, ServiceStatus
+
+app = typer.Typer(
+    help="driftloop: monitor ML models in production, detect drift, curate labels, retrain.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+stack_app = typer.Typer(help="The local stack: Kafka, Prometheus and Alertmanager on 127.0.0.1.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+console = Console(width=140) if not Console().is_terminal else Console()
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML settings file (also DRIFTLOOP_CONFIG).", show_default=False),
+]
+
+
+def setup(config: Path | None) -> Settings:
+    """Load settings and configure readable logs; exit with a one-line error on bad settings."""
+    try:
+        settings = load_settings(config)
+    except SettingsError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    return settings
+
+
+def fail(error: Exception) -> typer.Exit:
+    console.print(f"[red]error:[/red] {error}")
+    return typer.Exit(1)
+
+
+def print_services(rows: list[ServiceStatus]) -> None:
+    table = Table(title="driftloop stack")
+    for column in ("service", "address", "pid", "answers", "log"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        answers = "[green]yes[/green]" if row.answers else "[red]no[/red]"
+        if row.seconds_to_ready is not None:
+            answers += f" (ready {row.seconds_to_ready:.1f} s after start)"
+        table.add_row(row.name, row.address, str(row.pid or "-"), answers, row.log_file)
+    console.print(table)
+
+
+@stack_app.command("up")
+def stack_up(config: ConfigOption = None) -> None:
+    """Start whatever of the stack is not running, wait until it answers, create the topics."""
+    settings = setup(config)
+    try:
+        rows = LocalStack(settings).up()
+    except (RuntimeError, TimeoutError, OSError) as error:
+        raise fail(error) from None
+    print_services(rows)
+    console.print(f"state and logs: {settings.stack.state_dir}")
+
+
+@stack_app.command("down")
+def stack_down(config: ConfigOption = None) -> None:
+    """Stop the services `stack up` started (by recorded pid); leave anything else alone."""
+    settings = setup(config)
+    stopped = LocalStack(settings).down()
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@stack_app.command("status")
+def stack_status(config: ConfigOption = None) -> None:
+    """Say what runs where, and whether it answers. Exits 1 if any service does not answer."""
+    settings = setup(config)
+    rows = LocalStack(settings).status()
+    print_services(rows)
+    if not all(row.answers for row in rows):
+        raise typer.Exit(1)
+
+
+@app.command("config")
+def show_config(config: ConfigOption = None) -> None:
+    """Print the effective settings (defaults, TOML file and DRIFTLOOP_* variables merged)."""
+    settings = setup(config)
+    console.print_json(settings.model_dump_json())
+
+
+@app.command("demo")
+def demo(
+    config: ConfigOption = None,
+    events: Annotated[int, typer.Option(min=1, help="Prediction events to send (each gets one feedback).")] = 2000,
+) -> None:
+    """The main job: bring the stack up, send events through Kafka, read them back, show where all runs."""
+    from driftloop.demo import run_demo
+
+    settings = setup(config)
+    try:
+        run_demo(settings, events, console)
+    except (RuntimeError, TimeoutError, OSError) as error:
+        raise fail(error) from None
+    print_services(LocalStack(settings).status())
+
+
+if __name__ == "__main__":
+    app()

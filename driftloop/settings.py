@@ -1,0 +1,183 @@
+"""driftloop's one settings object, read from the environment and an optional TOML file.
+
+Only this package reads the environment. Components get the part they need
+(`settings.kafka`, `settings.stack`, ...) as an explicit argument.
+
+Sources, strongest first: keyword arguments, environment variables
+(`DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS=host:9092`), the TOML file named by
+`DRIFTLOOP_CONFIG` or `--config` (sections `[kafka]`, `[stack]`, ...), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+TOPICS = ("predictions", "feedback", "shadow", "drift-events", "dlq")
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class KafkaSettings(_Part):
+    """Where the event bus is. Empty `bootstrap_servers` means the local stack's broker."""
+
+    bootstrap_servers: str = ""
+    topic_prefix: str = Field(default="driftloop.", pattern=r"^[A-Za-z0-9._-]*$")
+    partitions: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: {
+            "predictions": 4,
+            "feedback": 4,
+            "shadow": 2,
+            "drift-events": 1,
+            "dlq": 1,
+        }
+    )
+
+    @field_validator("partitions")
+    @classmethod
+    def _known_topics(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = set(value) - set(TOPICS)
+        if unknown:
+            raise ValueError(f"unknown topics {sorted(unknown)}; valid topics are {list(TOPICS)}")
+        return value
+
+    def topic(self, name: str) -> str:
+        """The full topic name of one of the project's topics, prefix included."""
+        if name not in TOPICS:
+            raise ValueError(f"Invalid topic {name!r}. Valid topics are: {list(TOPICS)}")
+        return f"{self.topic_prefix}{name}"
+
+
+class StackSettings(_Part):
+    """The local stack: which parts `driftloop stack up` starts, where, and on which ports."""
+
+    state_dir: Path = Path(".driftloop/stack")
+    cache_dir: Path = Path.home() / ".cache" / "driftloop"
+    kafka_port: Port = 19092
+    kafka_controller_port: Port = 19093
+    prometheus_port: Port = 19090
+    alertmanager_port: Port = 19094
+    start_kafka: bool = True
+    start_prometheus: bool = True
+    start_alertmanager: bool = True
+    kafka_heap: str = Field(default="1g", pattern=r"^\d+[mg]$")
+
+    @field_validator("state_dir", "cache_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        return path.expanduser().resolve()
+
+
+class PrometheusSettings(_Part):
+    """Prometheus to query. Empty `url` means the local stack's."""
+
+    url: str = ""
+    scrape_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    # host:port of metrics endpoints to scrape, beyond the ones services register at run time.
+    scrape_targets: list[str] = Field(default_factory=list)
+
+
+class AlertmanagerSettings(_Part):
+    """Alertmanager, and the webhook it calls (the retrain trigger)."""
+
+    url: str = ""
+    webhook_url: str = "http://127.0.0.1:18080/v1/alerts"
+    group_wait_s: Annotated[float, Field(gt=0)] = 30.0
+    group_interval_s: Annotated[float, Field(gt=0)] = 300.0
+
+
+class RaySettings(_Part):
+    """Ray for training. Empty `address` starts a local Ray."""
+
+    address: str = ""
+    num_workers: Annotated[int, Field(ge=1)] = 2
+    use_gpu: bool = False
+    num_cpus: Annotated[int, Field(ge=1)] | None = None
+
+
+class Settings(BaseSettings):
+    """Everything driftloop can be told. See docs/configuration.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTLOOP_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    data_dir: Path = Path(".driftloop/data")
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
+
+    # Set only while load_settings() builds an instance: the TOML file to read beneath the environment.
+    _config_file: ClassVar[Path | None] = None
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        return path.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._config_file))
+        return tuple(sources)
+
+    def kafka_bootstrap(self) -> str:
+        """The brokers to talk to: the configured ones, or the local stack's."""
+        return self.kafka.bootstrap_servers or f"127.0.0.1:{self.stack.kafka_port}"
+
+    def prometheus_url(self) -> str:
+        return self.prometheus.url or f"http://127.0.0.1:{self.stack.prometheus_port}"
+
+    def alertmanager_url(self) -> str:
+        return self.alertmanager.url or f"http://127.0.0.1:{self.stack.alertmanager_port}"
+
+
+class SettingsError(ValueError):
+    """Settings failed validation; the message names each bad setting and its variable."""
+
+
+def load_settings(config_file: Path | None = None, **overrides) -> Settings:
+    """Read and validate the settings, turning pydantic's report into one line per bad setting."""
+    if config_file is None and os.environ.get("DRIFTLOOP_CONFIG"):
+        config_file = Path(os.environ["DRIFTLOOP_CONFIG"])
+    if config_file is not None and not config_file.is_file():
+        raise SettingsError(f"config file {config_file} does not exist")
+    Settings._config_file = config_file
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            dotted = ".".join(str(part) for part in problem["loc"])
+            variable = "DRIFTLOOP_" + "__".join(str(p) for p in problem["loc"]).upper()
+            lines.append(f"setting {dotted} ({variable}): {problem['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+    finally:
+        Settings._config_file = None

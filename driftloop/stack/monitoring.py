@@ -1,0 +1,126 @@
+"""Prometheus and Alertmanager from Debian's packages, configured for the local stack."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from dashboards import alertmanager_config, rule_files
+from driftloop.settings import AlertmanagerSettings, PrometheusSettings, StackSettings
+from driftloop.stack.process import ServiceProcess, require_tool, wait_until
+
+APT_HINT = "install it with: apt-get install prometheus prometheus-alertmanager"
+
+
+def http_ready(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.status == 200
+
+
+class _HttpService:
+    """A Debian-packaged server with a `/-/ready` endpoint, run under the stack's state dir."""
+
+    name: str
+
+    def __init__(self, stack: StackSettings, port: int) -> None:
+        self.stack = stack
+        self.port = port
+        self.home = stack.state_dir / self.name
+        self.process = ServiceProcess(self.name, stack.state_dir)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout_s: float = 30.0) -> float:
+        def check() -> bool:
+            if self.process.exited_early():
+                raise RuntimeError(f"{self.name} exited during start; log:\n{self.process.log_tail()}")
+            return http_ready(f"{self.url}/-/ready")
+
+        return wait_until(check, timeout_s, f"{self.name} on {self.url}")
+
+
+class Prometheus(_HttpService):
+    """Scrapes the targets in settings plus any a service registers in `targets/`; loads the alert rules."""
+
+    name = "prometheus"
+
+    def __init__(self, stack: StackSettings, prometheus: PrometheusSettings) -> None:
+        super().__init__(stack, stack.prometheus_port)
+        self.settings = prometheus
+
+    @property
+    def targets_dir(self) -> Path:
+        return self.home / "targets"
+
+    def config(self) -> dict:
+        interval = f"{self.settings.scrape_interval_s:g}s"
+        scrape = {
+            "job_name": "driftloop",
+            "file_sd_configs": [{"files": [str(self.targets_dir / "*.json")], "refresh_interval": "5s"}],
+        }
+        if self.settings.scrape_targets:
+            scrape["static_configs"] = [{"targets": list(self.settings.scrape_targets)}]
+        return {
+            "global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "rule_files": [str(path) for path in rule_files()],
+            "alerting": {
+                "alertmanagers": [
+                    {"static_configs": [{"targets": [f"127.0.0.1:{self.stack.alertmanager_port}"]}]}
+                ]
+            },
+            "scrape_configs": [scrape],
+        }
+
+    def start(self) -> None:
+        binary = require_tool("prometheus", APT_HINT)
+        self.targets_dir.mkdir(parents=True, exist_ok=True)
+        config_file = self.home / "prometheus.yml"
+        config_file.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        self.process.start(
+            [binary, f"--config.file={config_file}", f"--storage.tsdb.path={self.home / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
+             f"--web.external-url={self.url}/", "--storage.tsdb.retention.time=1d"],
+            marker=str(config_file),
+        )
+
+
+def register_scrape_target(targets_dir: Path, name: str, address: str, labels: dict[str, str] | None = None) -> Path:
+    """Tell the local Prometheus to scrape `address` (host:port) from now on (file-based discovery)."""
+    targets_dir.mkdir(parents=True, exist_ok=True)
+    path = targets_dir / f"{name}.json"
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps([{"targets": [address], "labels": {"service": name, **(labels or {})}}]))
+    temporary.rename(path)  # Prometheus must never read half a file
+    return path
+
+
+class Alertmanager(_HttpService):
+    """Routes every driftloop alert to the retrain webhook."""
+
+    name = "alertmanager"
+
+    def __init__(self, stack: StackSettings, alertmanager: AlertmanagerSettings) -> None:
+        super().__init__(stack, stack.alertmanager_port)
+        self.settings = alertmanager
+
+    def config_file(self) -> Path:
+        return self.home / "alertmanager.yml"
+
+    def start(self) -> None:
+        binary = require_tool("prometheus-alertmanager", APT_HINT)
+        self.home.mkdir(parents=True, exist_ok=True)
+        config = alertmanager_config(
+            self.settings.webhook_url, self.settings.group_wait_s, self.settings.group_interval_s
+        )
+        self.config_file().write_text(yaml.safe_dump(config, sort_keys=False))
+        self.process.start(
+            [binary, f"--config.file={self.config_file()}", f"--storage.path={self.home / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
+             f"--web.external-url={self.url}/"],
+            marker=str(self.config_file()),
+        )

@@ -1,0 +1,93 @@
+"""Real services, once per session: Kafka, Prometheus, Alertmanager, and a local Ray.
+
+Each test gets its own topic prefix and data directory, so tests never see each
+other's events. The stack is started by the same code as `driftloop stack up`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from driftloop.settings import KafkaSettings, Settings, load_settings
+from driftloop.stack import LocalStack, create_topics, free_port
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no ~/.ray/auth_token for a throwaway local Ray
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings of the session's stack: free ports, a temporary state dir, 1 s scrapes and alert waits."""
+    state = tmp_path_factory.mktemp("stack")
+    cache = Path(os.environ.get("DRIFTLOOP_CACHE_DIR", Path.home() / ".cache" / "driftloop"))
+    return load_settings(
+        data_dir=state / "data",
+        stack={
+            "state_dir": state,
+            "cache_dir": cache,
+            "kafka_port": free_port(),
+            "kafka_controller_port": free_port(),
+            "prometheus_port": free_port(),
+            "alertmanager_port": free_port(),
+            "kafka_heap": "512m",
+        },
+        prometheus={"scrape_interval_s": 1},
+        alertmanager={"webhook_url": f"http://127.0.0.1:{free_port()}/v1/alerts", "group_wait_s": 1, "group_interval_s": 1},
+    )
+
+
+@pytest.fixture(scope="session")
+def local_stack(stack_settings: Settings):
+    stack = LocalStack(stack_settings)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def kafka(local_stack: LocalStack) -> str:
+    """The bootstrap address of the session's real broker."""
+    return local_stack.kafka.bootstrap
+
+
+@pytest.fixture(scope="session")
+def prometheus(local_stack: LocalStack):
+    """The session's real Prometheus (`.url`, `.targets_dir` to register a scrape target)."""
+    return local_stack.prometheus
+
+
+@pytest.fixture(scope="session")
+def alertmanager(local_stack: LocalStack):
+    return local_stack.alertmanager
+
+
+@pytest.fixture
+def kafka_settings(kafka: str) -> KafkaSettings:
+    """The project's topics under a prefix of this test's own, created on the real broker."""
+    settings = KafkaSettings(bootstrap_servers=kafka, topic_prefix=f"test-{uuid.uuid4().hex[:10]}.")
+    create_topics(kafka, settings)
+    return settings
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray with 2 CPUs for the session."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

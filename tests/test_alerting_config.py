@@ -1,0 +1,47 @@
+"""The shipped alert rules pass promtool; Alertmanager accepts and runs its generated config."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+
+import yaml
+
+from dashboards import alertmanager_config, rule_files
+
+
+def test_promtool_accepts_the_rules():
+    for path in rule_files():
+        check = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_promtool_rule_unit_tests_pass():
+    for path in rule_files():
+        tests = path.with_name(path.stem + "_test.yml")
+        run = subprocess.run(["promtool", "test", "rules", str(tests)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_promtool_rejects_a_broken_rule(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("groups:\n  - name: x\n    rules:\n      - alert: Bad\n        expr: rate(foo[5m]\n")
+    check = subprocess.run(["promtool", "check", "rules", str(broken)], capture_output=True, text=True)
+    assert check.returncode == 1
+
+
+def test_amtool_accepts_the_generated_config(tmp_path):
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(yaml.safe_dump(alertmanager_config("http://127.0.0.1:9/v1/alerts")))
+    check = subprocess.run(["amtool", "check-config", str(config)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_running_alertmanager_routes_to_the_webhook(alertmanager, stack_settings):
+    with urllib.request.urlopen(f"{alertmanager.url}/api/v2/status", timeout=5) as response:
+        status = json.load(response)
+    loaded = yaml.safe_load(status["config"]["original"])
+    webhooks = [hook["url"] for receiver in loaded["receivers"] for hook in receiver.get("webhook_configs", [])]
+    assert webhooks == [stack_settings.alertmanager.webhook_url]
+    assert loaded["route"]["receiver"] == "driftloop-webhook"
