@@ -22,12 +22,10 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no ~/.ray/auth_token for a
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings of the session's stack: free ports, a temporary state dir, 1 s scrapes and alert waits."""
     state = tmp_path_factory.mktemp("stack")
-    cache = Path(os.environ.get("DRIFTLOOP_CACHE_DIR", Path.home() / ".cache" / "driftloop"))
     return load_settings(
         data_dir=state / "data",
         stack={
             "state_dir": state,
-            "cache_dir": cache,
             "kafka_port": free_port(),
             "kafka_controller_port": free_port(),
             "prometheus_port": free_port(),
