@@ -1,5 +1,6 @@
 """Collects what the model sees and says, and what users say back: schemas, Kafka I/O, the store."""
 
+from collector.metrics import ApiMetrics, ProducerMetrics, StoreWriterMetrics
 from collector.schemas import (
     SCHEMAS,
     Event,
@@ -13,8 +14,14 @@ from collector.schemas import (
     encode,
     from_dict,
 )
+from collector.topics import TOPICS, Topics
 
 __all__ = [
+    "TOPICS",
+    "ApiMetrics",
+    "ProducerMetrics",
+    "StoreWriterMetrics",
+    "Topics",
     "SCHEMAS",
     "Event",
     "FeedbackEvent",

@@ -22,8 +22,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from collector.topics import TOPICS, Topics
+
 Port = Annotated[int, Field(ge=1, le=65535)]
-TOPICS = ("predictions", "feedback", "shadow", "drift-events", "dlq")
 
 
 class _Part(BaseModel):
@@ -53,11 +54,12 @@ class KafkaSettings(_Part):
             raise ValueError(f"unknown topics {sorted(unknown)}; valid topics are {list(TOPICS)}")
         return value
 
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
     def topic(self, name: str) -> str:
         """The full topic name of one of the project's topics, prefix included."""
-        if name not in TOPICS:
-            raise ValueError(f"Invalid topic {name!r}. Valid topics are: {list(TOPICS)}")
-        return f"{self.topic_prefix}{name}"
+        return self.topics().name(name)
 
 
 class StackSettings(_Part):
