@@ -35,15 +35,17 @@ class InvalidEvent(ValueError):
     """An event that can never be accepted: it goes to `dlq` and is not retried.
 
     `field` is the dotted path of the first bad field ("" for the whole event),
-    `reason` a sentence saying what is wrong.
+    `reason` a sentence saying what is wrong, `code` one of `CODES` (a metric label).
     """
 
     retriable = False
+    CODES = ("invalid_json", "not_an_object", "unknown_schema_version", "invalid_field")
 
-    def __init__(self, field: str, reason: str) -> None:
+    def __init__(self, field: str, reason: str, code: str = "invalid_field") -> None:
         super().__init__(f"{field}: {reason}" if field else reason)
         self.field = field
         self.reason = reason
+        self.code = code
 
 
 def _new_event_id() -> str:
@@ -140,19 +142,28 @@ def decode(kind: str, raw: bytes | str) -> Event:
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
-        raise InvalidEvent("", f"not valid JSON: {error}") from None
+        raise InvalidEvent("", f"not valid JSON: {error}", "invalid_json") from None
     if not isinstance(document, dict):
-        raise InvalidEvent("", f"an event is a JSON object, got {type(document).__name__}")
+        raise InvalidEvent("", f"an event is a JSON object, got {type(document).__name__}", "not_an_object")
     return from_dict(kind, document)
+
+
+# A decoder must never invent these: a replay would give the same event another id or time.
+REQUIRED_ON_THE_WIRE = ("event_id", "timestamp")
 
 
 def from_dict(kind: str, document: dict) -> Event:
     """Validate an already-parsed event of `kind`; raise InvalidEvent naming the bad field."""
+    for field in REQUIRED_ON_THE_WIRE:
+        if document.get(field) is None:
+            raise InvalidEvent(field, "Field required (an event on the wire carries its own id and time)")
     version = document.get("schema_version", 1)
     schema = SCHEMAS.get((kind, version)) if isinstance(version, int) and not isinstance(version, bool) else None
     if schema is None:
         known = sorted(v for k, v in SCHEMAS if k == kind)
-        raise InvalidEvent("schema_version", f"unknown {kind} schema version {version!r}; known versions are {known}")
+        raise InvalidEvent(
+            "schema_version", f"unknown {kind} schema version {version!r}; known versions are {known}", "unknown_schema_version"
+        )
     try:
         return schema.model_validate(document)
     except ValidationError as error:

@@ -21,6 +21,12 @@ app = typer.Typer(
 )
 stack_app = typer.Typer(help="The local stack: Kafka, Prometheus and Alertmanager on 127.0.0.1.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
+collector_app = typer.Typer(help="The consumer that writes Kafka's events into the Parquet store.", no_args_is_help=True)
+app.add_typer(collector_app, name="collector")
+api_app = typer.Typer(help="The ingestion HTTP API: predictions and feedback into Kafka.", no_args_is_help=True)
+app.add_typer(api_app, name="api")
+store_app = typer.Typer(help="A quick look at what is stored.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
 console = Console(width=140) if not Console().is_terminal else Console()
 
 ConfigOption = Annotated[
@@ -91,6 +97,52 @@ def stack_status(config: ConfigOption = None) -> None:
     print_services(rows)
     if not all(row.answers for row in rows):
         raise typer.Exit(1)
+
+
+@collector_app.command("run")
+def collector_run(config: ConfigOption = None) -> None:
+    """Consume `predictions` and `feedback`, write them exactly once into the store, until Ctrl-C/SIGTERM.
+
+    Run more processes with the same group id to split the partitions between them.
+    """
+    from driftloop.services import run_store_writer
+
+    run_store_writer(setup(config))
+
+
+@api_app.command("run")
+def api_run(config: ConfigOption = None) -> None:
+    """Serve POST /v1/predictions, POST /v1/feedback, /healthz, /metrics; OpenAPI at /docs."""
+    from driftloop.services import run_api
+
+    run_api(setup(config))
+
+
+@store_app.command("query")
+def store_query(
+    sql: Annotated[str, typer.Argument(help="SQL over the views `predictions` and `feedback`.")] = (
+        "SELECT model_name, count(*) AS events, min(timestamp) AS first, max(timestamp) AS last "
+        "FROM predictions GROUP BY ALL ORDER BY 1"
+    ),
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="Rows to print at most.")] = 50,
+) -> None:
+    """Run SQL over the store (DuckDB); without SQL, count predictions per model."""
+    import duckdb
+
+    from collector.store import Store
+
+    settings = setup(config)
+    try:
+        result = Store(settings.store_dir).sql(sql)
+    except duckdb.Error as error:
+        raise fail(error) from None
+    table = Table(title=f"{result.num_rows} rows" + (f", first {limit}" if result.num_rows > limit else ""))
+    for name in result.column_names:
+        table.add_column(name, overflow="fold")
+    for row in result.slice(0, limit).to_pylist():
+        table.add_row(*(str(value) for value in row.values()))
+    console.print(table)
 
 
 @app.command("config")

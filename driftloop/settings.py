@@ -109,6 +109,25 @@ class RaySettings(_Part):
     num_cpus: Annotated[int, Field(ge=1)] | None = None
 
 
+class CollectorSettings(_Part):
+    """The consumer that writes the store (`driftloop collector run`)."""
+
+    group_id: str = Field(default="driftloop-store-writer", min_length=1)
+    batch_events: Annotated[int, Field(ge=1)] = 50_000
+    batch_seconds: Annotated[float, Field(gt=0)] = 1.0
+    poll_records: Annotated[int, Field(ge=1)] = 10_000
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: any free port
+
+
+class ApiSettings(_Part):
+    """The ingestion HTTP API (`driftloop api run`)."""
+
+    host: str = "127.0.0.1"
+    port: Port = 18000
+    api_key: str | None = Field(default=None, min_length=16)
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+
+
 class Settings(BaseSettings):
     """Everything driftloop can be told. See docs/configuration.md."""
 
@@ -127,6 +146,8 @@ class Settings(BaseSettings):
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
+    collector: CollectorSettings = Field(default_factory=CollectorSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     # Set only while load_settings() builds an instance: the TOML file to read beneath the environment.
     _config_file: ClassVar[Path | None] = None
@@ -149,6 +170,10 @@ class Settings(BaseSettings):
         if cls._config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._config_file))
         return tuple(sources)
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "store"
 
     def kafka_bootstrap(self) -> str:
         """The brokers to talk to: the configured ones, or the local stack's."""

@@ -10,7 +10,7 @@ from collector import FeedbackEvent, InvalidEvent, PredictionEvent, decode, enco
 
 def a_prediction(**changes) -> dict:
     event = {
-        "request_id": "r-1", "model_name": "churn", "model_version": "3",
+        "event_id": "e-1", "timestamp": "2026-11-23T10:00:00+00:00", "request_id": "r-1", "model_name": "churn", "model_version": "3",
         "features": {"age": 41, "plan": "pro", "spend": 12.5, "missing": None},
         "output": {"label": "stay", "probabilities": {"stay": 0.8, "leave": 0.2}},
         "latency_ms": 4.2,
@@ -44,6 +44,7 @@ def test_feedback_round_trips_and_defaults_its_ids_and_time():
         pytest.param(a_prediction(output={"probabilities": {"a": 0.3, "b": 0.3}}), "output", id="probabilities-not-summing"),
         pytest.param(a_prediction(timestamp="2026-01-01T00:00:00"), "timestamp", id="naive-time"),
         pytest.param(a_prediction(schema_version=2), "schema_version", id="unknown-version"),
+        pytest.param(a_prediction(event_id=None), "event_id", id="no-event-id-on-the-wire"),
         pytest.param(a_prediction(extra_field=1), "extra_field", id="unknown-field"),
     ],
 )
@@ -75,12 +76,12 @@ def test_non_finite_numbers_are_refused(value, changes, field):
 
 def test_feedback_needs_a_label_or_a_rating():
     with pytest.raises(InvalidEvent) as error:
-        decode("feedback", b'{"request_id": "r-1", "source": "user"}')
+        decode("feedback", b'{"event_id": "e", "timestamp": "2026-11-23T10:00:00Z", "request_id": "r-1"}')
     assert "label or a rating" in error.value.reason
 
 
 def test_feedback_source_lists_the_allowed_values():
     with pytest.raises(InvalidEvent) as error:
-        decode("feedback", b'{"request_id": "r-1", "label": 1, "source": "robot"}')
+        decode("feedback", b'{"event_id": "e", "timestamp": "2026-11-23T10:00:00Z", "request_id": "r-1", "label": 1, "source": "robot"}')
     assert error.value.field == "source"
     assert "annotator" in error.value.reason

@@ -1,0 +1,226 @@
+"""The consumer that writes `predictions` and `feedback` into the Parquet store, exactly once.
+
+Kafka delivers at least once; the store holds each event once because:
+- a file is named by topic, partition and the offset range it holds, written
+  under a temporary name, fsynced and renamed, and the offsets are committed
+  to Kafka only after every file of the batch (and every dead letter) is durable;
+- when this process first sees records of a partition (a start, a restart,
+  a rebalance), files of that partition at or past the committed offset were
+  written but never committed: it deletes them, and the replay writes them again.
+
+Layout: predictions/model=<name>/date=<YYYY-MM-DD>/hour=<HH>/<topic>+<partition>+<first>+<last>.parquet
+        feedback/date=<YYYY-MM-DD>/hour=<HH>/<topic>+<partition>+<first>+<last>.parquet
+
+Bad events go to `dlq` with the original key and bytes and headers saying why;
+they never stop the consumer. Scale out by running more processes in one group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import urllib.parse
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from collector.columnar import ParsedBatch, parse_batch
+from collector.metrics import StoreWriterMetrics
+from collector.topics import Topics
+
+log = logging.getLogger(__name__)
+
+STORE_DIRS = {"prediction": "predictions", "feedback": "feedback"}
+
+
+@dataclass(frozen=True)
+class StoreWriterConfig:
+    """Where to read, where to write, and when a partition's buffer becomes a file."""
+
+    bootstrap_servers: str
+    topics: Topics
+    store_dir: Path
+    group_id: str = "driftloop-store-writer"
+    batch_events: int = 50_000
+    batch_seconds: float = 1.0
+    poll_records: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.batch_events < 1 or self.batch_seconds <= 0 or self.poll_records < 1:
+            raise ValueError("batch_events and poll_records must be >= 1 and batch_seconds > 0")
+
+
+class StoreWriter:
+    """Consumes, validates, writes durable files, dead-letters, commits. One thread."""
+
+    def __init__(self, config: StoreWriterConfig, registry: CollectorRegistry) -> None:
+        self.config = config
+        self.metrics = StoreWriterMetrics(registry)
+        self.kinds = {config.topics.predictions: "prediction", config.topics.feedback: "feedback"}
+        self.buffers: dict[TopicPartition, list] = defaultdict(list)
+        self.oldest: dict[TopicPartition, float] = {}
+        self.recovered: set[TopicPartition] = set()
+        self.committed: dict[TopicPartition, int] = {}
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=config.bootstrap_servers,
+            group_id=config.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=config.poll_records,
+            fetch_min_bytes=65536,
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        self.consumer.subscribe(list(self.kinds), listener=_ForgetRevoked(self))
+        self.dead_letters = KafkaProducer(
+            bootstrap_servers=config.bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5
+        )
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Poll and write until `stop` is set; then write what is buffered and close."""
+        stop = stop or threading.Event()
+        try:
+            while not stop.is_set():
+                self.step()
+            self.flush_all()
+        finally:
+            self.close()
+
+    def step(self, poll_timeout_ms: int = 200) -> int:
+        """One poll, then write every partition whose buffer is full or old; returns events read."""
+        polled = self.consumer.poll(timeout_ms=poll_timeout_ms)
+        now = time.monotonic()
+        count = 0
+        for partition, records in polled.items():
+            if partition not in self.recovered:
+                self._recover(partition)
+            self.buffers[partition].extend(records)
+            self.oldest.setdefault(partition, now)
+            count += len(records)
+        for partition in list(self.buffers):
+            full = len(self.buffers[partition]) >= self.config.batch_events
+            if full or now - self.oldest[partition] >= self.config.batch_seconds:
+                self._write(partition)
+        self._update_lag()
+        return count
+
+    def flush_all(self) -> None:
+        for partition in list(self.buffers):
+            self._write(partition)
+
+    def close(self) -> None:
+        self.dead_letters.close()
+        self.consumer.close()
+
+    def forget(self, partitions) -> None:
+        """Partitions taken away in a rebalance: their unwritten records are the new owner's to read."""
+        for partition in partitions:
+            self.buffers.pop(partition, None)
+            self.oldest.pop(partition, None)
+            self.recovered.discard(partition)
+            self.committed.pop(partition, None)
+
+    def _recover(self, partition: TopicPartition) -> None:
+        """Delete files of `partition` written past its committed offset (a crash before the commit)."""
+        committed = self.consumer.committed(partition)
+        committed = -1 if committed is None else committed
+        folder = self.config.store_dir / STORE_DIRS[self.kinds[partition.topic]]
+        prefix = f"{partition.topic}+{partition.partition}+"
+        for path in list(folder.rglob(f"{prefix}*.parquet")) + list(folder.rglob(f".{prefix}*.tmp")):
+            first = int(path.name.lstrip(".").split("+")[2])
+            if first >= committed:
+                log.info("removing %s: written after the last commit, replaying it", path.name)
+                path.unlink()
+        self.committed[partition] = max(committed, 0)
+        self.recovered.add(partition)
+
+    def _write(self, partition: TopicPartition) -> None:
+        records = self.buffers.pop(partition)
+        self.oldest.pop(partition)
+        began = time.perf_counter()
+        kind = self.kinds[partition.topic]
+        parsed = parse_batch(kind, [r.value for r in records], partition.partition, [r.offset for r in records])
+        first, last = records[0].offset, records[-1].offset
+        if parsed.table.num_rows:
+            name = f"{partition.topic}+{partition.partition}+{first:020d}+{last:020d}.parquet"
+            for folder, rows in _by_store_folder(kind, parsed.table):
+                write_durably(rows, self.config.store_dir / STORE_DIRS[kind] / folder / name)
+        self._dead_letter(partition, records, parsed)
+        self.consumer.commit({partition: OffsetAndMetadata(last + 1, "", -1)})
+        self.committed[partition] = last + 1
+        self.metrics.ingested.labels(topic=partition.topic).inc(parsed.table.num_rows)
+        self.metrics.batch_size.observe(len(records))
+        self.metrics.write_seconds.observe(time.perf_counter() - began)
+
+    def _dead_letter(self, partition: TopicPartition, records: list, parsed: ParsedBatch) -> None:
+        if not parsed.rejected:
+            return
+        for index, error in parsed.rejected:
+            record = records[index]
+            headers = [
+                ("reason", error.code.encode()),
+                ("field", error.field.encode()),
+                ("error", str(error).encode()[:4096]),
+                ("source", f"{partition.topic}/{partition.partition}/{record.offset}".encode()),
+            ]
+            self.dead_letters.send(self.config.topics.dlq, key=record.key, value=record.value, headers=headers)
+            self.metrics.dlq.labels(topic=partition.topic, reason=error.code).inc()
+        self.dead_letters.flush()  # dead letters are durable before the offsets move past them
+        log.warning("%d events of %s sent to %s", len(parsed.rejected), partition.topic, self.config.topics.dlq)
+
+    def _update_lag(self) -> None:
+        for partition, committed in self.committed.items():
+            highwater = self.consumer.highwater(partition)
+            if highwater is not None:
+                self.metrics.lag.labels(topic=partition.topic, partition=str(partition.partition)).set(highwater - committed)
+
+
+class _ForgetRevoked(ConsumerRebalanceListener):
+    def __init__(self, writer: StoreWriter) -> None:
+        self.writer = writer
+
+    def on_partitions_revoked(self, revoked) -> None:
+        self.writer.forget(revoked)
+
+    def on_partitions_assigned(self, assigned) -> None:
+        pass
+
+
+def _by_store_folder(kind: str, table: pa.Table):
+    """(relative folder, rows) per model and hour of the events' own timestamps."""
+    hours = pc.strftime(table["timestamp"], format="date=%Y-%m-%d/hour=%H")
+    if kind == "prediction":
+        keys = pc.binary_join_element_wise(table["model_name"], hours, "\x00")
+    else:
+        keys = hours
+    for key in pc.unique(keys).to_pylist():
+        rows = table.filter(pc.equal(keys, key))
+        if kind == "prediction":
+            model, hour = key.split("\x00")
+            yield f"model={urllib.parse.quote(model, safe='')}/{hour}", rows
+        else:
+            yield key, rows
+
+
+def write_durably(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file so that it is either whole under its name or not there at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as file:
+        pq.write_table(table, file, compression="zstd")
+        file.flush()
+        os.fsync(file.fileno())
+    os.rename(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

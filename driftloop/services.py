@@ -1,0 +1,50 @@
+"""Long-running services built from the settings: the store writer and the ingestion API."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from collector.store_writer import StoreWriter, StoreWriterConfig
+from driftloop.settings import Settings
+from driftloop.stack import register_scrape_target
+
+log = logging.getLogger(__name__)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, so a service finishes its batch and exits cleanly."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def serve_metrics(settings: Settings, registry: CollectorRegistry, name: str, port: int) -> int:
+    """Expose `registry` on 127.0.0.1 and, when the local stack runs Prometheus, register it there."""
+    server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
+    address = f"127.0.0.1:{server.server_port}"
+    targets = settings.stack.state_dir / "prometheus" / "targets"
+    if settings.stack.start_prometheus and targets.parent.exists():
+        register_scrape_target(targets, name, address)
+    log.info("%s metrics on http://%s/metrics", name, address)
+    return server.server_port
+
+
+def run_store_writer(settings: Settings) -> None:
+    registry = CollectorRegistry()
+    serve_metrics(settings, registry, "collector", settings.collector.metrics_port)
+    config = StoreWriterConfig(
+        bootstrap_servers=settings.kafka_bootstrap(),
+        topics=settings.kafka.topics(),
+        store_dir=settings.store_dir,
+        group_id=settings.collector.group_id,
+        batch_events=settings.collector.batch_events,
+        batch_seconds=settings.collector.batch_seconds,
+        poll_records=settings.collector.poll_records,
+    )
+    log.info("writing %s and %s into %s", config.topics.predictions, config.topics.feedback, config.store_dir)
+    StoreWriter(config, registry).run(stop_on_signals())

@@ -1,0 +1,90 @@
+"""Test helpers: many valid events fast, producing them, waiting on the store."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import numpy as np
+import orjson
+from kafka import KafkaProducer
+
+from collector.store import Store
+
+START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def prediction_documents(count: int, model: str = "churn", seed: int = 0, start: datetime = START) -> list[dict]:
+    """Valid prediction events with 20 numeric features, one every 10 ms of event time."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(count, 20)).round(5)
+    run = uuid.uuid4().hex[:8]
+    documents = []
+    for i in range(count):
+        p = float(1 / (1 + np.exp(-features[i, 0])))
+        documents.append({
+            "schema_version": 1,
+            "event_id": f"{run}-p{i}",
+            "request_id": f"{run}-r{i}",
+            "timestamp": (start + timedelta(milliseconds=10 * i)).isoformat(),
+            "model_name": model,
+            "model_version": "1",
+            "features": {f"f{j:02d}": float(v) for j, v in enumerate(features[i])},
+            "output": {"label": int(p > 0.5), "probabilities": {"0": 1 - p, "1": p}},
+            "latency_ms": 3.0,
+        })
+    return documents
+
+
+def feedback_for(predictions: list[dict], delay: timedelta = timedelta(minutes=5)) -> list[dict]:
+    return [
+        {
+            "schema_version": 1,
+            "event_id": f"fb-{p['event_id']}",
+            "request_id": p["request_id"],
+            "timestamp": (datetime.fromisoformat(p["timestamp"]) + delay).isoformat(),
+            "label": p["output"]["label"],
+            "source": "user",
+        }
+        for p in predictions
+    ]
+
+
+def produce(bootstrap: str, topic: str, documents: list[dict]) -> None:
+    """Send documents keyed by request id and wait until the broker acknowledged all of them."""
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024, compression_type="lz4"
+    )
+    for document in documents:
+        producer.send(topic, key=document["request_id"].encode(), value=orjson.dumps(document))
+    producer.flush()
+    producer.close()
+
+
+def produce_raw(bootstrap: str, topic: str, values: list[bytes], key: bytes = b"k") -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for value in values:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def stored_counts(store: Store, view: str = "predictions") -> tuple[int, int]:
+    """(rows, distinct event ids) in one view of the store; (0, 0) when it is empty."""
+    try:
+        rows, distinct = store.sql(f"SELECT count(*), count(DISTINCT event_id) FROM {view}").to_pylist()[0].values()
+    except duckdb.CatalogException:  # no file yet: the view does not exist
+        return 0, 0
+    return rows, distinct
+
+
+def wait_until(check, timeout_s: float, interval_s: float = 0.5):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval_s)
+    return check()

@@ -1,0 +1,191 @@
+"""The consumer writes each event into the store exactly once, even when killed, and dead-letters bad ones."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaConsumer
+from prometheus_client import CollectorRegistry
+
+from collector.store import Store
+from collector.store_writer import StoreWriter, StoreWriterConfig
+from driftloop.stack import free_port
+from events import START, feedback_for, prediction_documents, produce, produce_raw, stored_counts, wait_until
+
+
+@pytest.fixture
+def writer_config(kafka, kafka_settings, data_dir) -> StoreWriterConfig:
+    return StoreWriterConfig(
+        bootstrap_servers=kafka, topics=kafka_settings.topics(), store_dir=data_dir / "store",
+        group_id=f"{kafka_settings.topic_prefix}writer", batch_seconds=0.3,
+    )
+
+
+@pytest.fixture
+def running_writer(writer_config):
+    """A store writer in a thread of this process, stopped (and flushed) at the end of the test."""
+    registry = CollectorRegistry()
+    writer = StoreWriter(writer_config, registry)
+    stop = threading.Event()
+    thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)
+    thread.start()
+    yield writer, registry
+    stop.set()
+    thread.join(timeout=30)
+
+
+def test_events_land_once_and_feedback_joins_its_prediction(running_writer, writer_config, kafka):
+    topics = writer_config.topics
+    predictions = prediction_documents(3000)
+    early = feedback_for(predictions[:500])  # feedback that arrives before its prediction
+    produce(kafka, topics.feedback, early)
+    produce(kafka, topics.predictions, predictions)
+    produce(kafka, topics.feedback, feedback_for(predictions[500:2000]))
+
+    store = Store(writer_config.store_dir)
+    assert wait_until(lambda: stored_counts(store) == (3000, 3000) and stored_counts(store, "feedback") == (2000, 2000), 30)
+    assert set(store.predictions("churn").column("event_id").to_pylist()) == {p["event_id"] for p in predictions}
+
+    labelled = store.labelled("churn")
+    assert labelled.num_rows == 2000
+    assert labelled.column("true_label").to_pylist() == [str(p["output"]["label"]) for p in predictions[:2000]]
+    assert store.unlabelled("churn").column("request_id").to_pylist() == [p["request_id"] for p in predictions[2000:]]
+    # a horizon shorter than the feedback's 5 minute delay labels nothing
+    assert store.labelled("churn", horizon=timedelta(minutes=1)).num_rows == 0
+
+
+def test_store_is_partitioned_by_model_and_hour_and_files_name_their_offsets(running_writer, writer_config, kafka):
+    documents = prediction_documents(720, model="fraud/v2", start=START) + prediction_documents(100, model="churn")
+    produce(kafka, writer_config.topics.predictions, documents)  # 720 events 10 ms apart span 7.2 s of 09:00
+    store = Store(writer_config.store_dir)
+    assert wait_until(lambda: stored_counts(store)[0] == 820, 30)
+    assert store.models() == ["churn", "fraud/v2"]
+    files = list((writer_config.store_dir / "predictions").rglob("*.parquet"))
+    assert {f.parent.relative_to(writer_config.store_dir).as_posix() for f in files} == {
+        "predictions/model=fraud%2Fv2/date=2026-11-23/hour=09", "predictions/model=churn/date=2026-11-23/hour=09"
+    }
+    for path in files:
+        topic, partition, first, last = path.stem.split("+")
+        offsets = store.sql(f"SELECT min(kafka_offset), max(kafka_offset) FROM read_parquet('{path}')").to_pylist()[0]
+        assert topic == writer_config.topics.predictions
+        assert int(first) <= offsets["min(kafka_offset)"] <= offsets["max(kafka_offset)"] <= int(last)
+    window = store.predictions("fraud/v2", START + timedelta(seconds=1), START + timedelta(seconds=2))
+    assert window.num_rows == 100
+
+
+def test_bad_events_go_to_the_dlq_with_their_reason_and_the_writer_keeps_going(running_writer, writer_config, kafka):
+    writer, registry = running_writer
+    topics = writer_config.topics
+    good = prediction_documents(50)
+    bad = {
+        b"\x00\xffgarbage": "invalid_json",
+        b"[1, 2, 3]": "not_an_object",
+        orjson.dumps({**good[0], "event_id": "v9", "schema_version": 9}): "unknown_schema_version",
+        orjson.dumps({**good[0], "event_id": "neg", "latency_ms": -5}): "invalid_field",
+        b'{"event_id": "nan", "latency_ms": NaN}': "invalid_json",
+    }
+    produce_raw(kafka, topics.predictions, list(bad))
+    produce(kafka, topics.predictions, good)
+
+    store = Store(writer_config.store_dir)
+    assert wait_until(lambda: stored_counts(store) == (50, 50), 30)
+    consumer = KafkaConsumer(topics.dlq, bootstrap_servers=kafka, auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    letters = {record.value: dict(record.headers) for record in consumer}
+    consumer.close()
+    assert set(letters) == set(bad), "every bad event is in the DLQ with its original bytes"
+    for value, reason in bad.items():
+        assert letters[value]["reason"].decode() == reason
+        assert letters[value]["source"].decode().startswith(f"{topics.predictions}/")
+    assert letters[list(bad)[3]]["field"] == b"latency_ms"
+    assert registry.get_sample_value(
+        "driftloop_collector_dlq_total", {"topic": topics.predictions, "reason": "invalid_json"}
+    ) == 2
+    assert registry.get_sample_value("driftloop_collector_events_ingested_total", {"topic": topics.predictions}) == 50
+
+
+def collector_process(kafka: str, prefix: str, data_dir: Path, log: Path, metrics_port: int = 0) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka,
+        "DRIFTLOOP_KAFKA__TOPIC_PREFIX": prefix,
+        "DRIFTLOOP_DATA_DIR": str(data_dir),
+        "DRIFTLOOP_STACK__START_PROMETHEUS": "false",
+        "DRIFTLOOP_COLLECTOR__GROUP_ID": f"{prefix}writer",
+        "DRIFTLOOP_COLLECTOR__BATCH_EVENTS": "20000",
+        "DRIFTLOOP_COLLECTOR__BATCH_SECONDS": "0.5",
+        "DRIFTLOOP_COLLECTOR__METRICS_PORT": str(metrics_port),
+    }
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "driftloop.cli", "collector", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def test_kill_9_mid_stream_then_restart_stores_every_event_once(kafka, kafka_settings, data_dir, tmp_path):
+    documents = prediction_documents(200_000)
+    produce(kafka, kafka_settings.topic("predictions"), documents)
+    store = Store(data_dir / "store")
+    log = tmp_path / "collector.log"
+
+    first = collector_process(kafka, kafka_settings.topic_prefix, data_dir, log)
+    partway = wait_until(lambda: stored_counts(store)[0] >= 40_000, 90, interval_s=0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    rows_at_kill = stored_counts(store)[0]
+    assert partway and rows_at_kill < 200_000, f"the kill should land mid-stream (stored {rows_at_kill})"
+
+    second = collector_process(kafka, kafka_settings.topic_prefix, data_dir, log)
+    try:
+        assert wait_until(lambda: stored_counts(store)[0] >= 200_000, 120), log.read_text()[-3000:]
+        wait_until(lambda: False, 2)  # a late duplicate would show up here
+        assert stored_counts(store) == (200_000, 200_000), "no loss and no duplicate"
+        stored_ids = set(store.sql("SELECT event_id FROM predictions").column(0).to_pylist())
+        assert stored_ids == {d["event_id"] for d in documents}
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+    assert second.returncode == 0, "SIGTERM finishes the batch and exits cleanly"
+    assert not list(data_dir.rglob("*.tmp")), "no half-written file is left behind"
+
+
+def ingested_by(metrics_port: int) -> float:
+    """Events one collector process says it wrote, from its own /metrics endpoint."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+        if line.startswith("driftloop_collector_events_ingested_total{")
+    )
+
+
+def test_two_processes_in_one_group_split_the_partitions(kafka, kafka_settings, data_dir, tmp_path):
+    store = Store(data_dir / "store")
+    ports = [free_port(), free_port()]
+    processes = [
+        collector_process(kafka, kafka_settings.topic_prefix, data_dir, tmp_path / f"collector-{i}.log", port)
+        for i, port in enumerate(ports)
+    ]
+    try:
+        wait_until(lambda: False, 6)  # let both join the group before the data arrives
+        documents = prediction_documents(40_000)
+        produce(kafka, kafka_settings.topic("predictions"), documents)
+        assert wait_until(lambda: stored_counts(store)[0] >= 40_000, 60)
+        wait_until(lambda: False, 2)
+        assert stored_counts(store) == (40_000, 40_000)
+        shares = [ingested_by(port) for port in ports]
+        assert sum(shares) == 40_000 and min(shares) > 0, f"both processes wrote a share: {shares}"
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=30)
+    assert all(process.returncode == 0 for process in processes)
