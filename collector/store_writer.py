@@ -13,12 +13,16 @@ Layout: predictions/model=<name>/date=<YYYY-MM-DD>/hour=<HH>/<topic>+<partition>
 
 Bad events go to `dlq` with the original key and bytes and headers saying why;
 they never stop the consumer. Scale out by running more processes in one group.
+When a rebalance takes a partition away, its unwritten records are dropped and
+in-flight writes finish first; the next owner's recovery deletes what this
+process wrote but did not commit, and replays it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 import urllib.parse
@@ -30,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka.errors import CommitFailedError
 from prometheus_client import CollectorRegistry
 
 from collector.columnar import ParsedBatch, parse_batch
@@ -58,10 +63,25 @@ class StoreWriterConfig:
             raise ValueError("batch_events and poll_records must be >= 1 and batch_seconds > 0")
 
 
-class StoreWriter:
-    """Consumes, validates, writes durable files, dead-letters, commits. One thread."""
+@dataclass(frozen=True)
+class _Written:
+    """A batch whose files and dead letters are durable: its offsets may be committed."""
 
-    def __init__(self, config: StoreWriterConfig, registry: CollectorRegistry) -> None:
+    partition: TopicPartition
+    next_offset: int
+    stored: int
+    read: int
+    seconds: float
+
+
+class StoreWriter:
+    """Consumes on one thread; validates and writes on another, so fetching and writing overlap.
+
+    The consumer (and so every commit) stays on the thread that calls `run`/`step`;
+    the writer thread takes batches in order and reports each once it is durable.
+    """
+
+    def __init__(self, config: StoreWriterConfig, registry: CollectorRegistry, in_flight: int = 2) -> None:
         self.config = config
         self.metrics = StoreWriterMetrics(registry)
         self.kinds = {config.topics.predictions: "prediction", config.topics.feedback: "feedback"}
@@ -69,6 +89,8 @@ class StoreWriter:
         self.oldest: dict[TopicPartition, float] = {}
         self.recovered: set[TopicPartition] = set()
         self.committed: dict[TopicPartition, int] = {}
+        self.to_write: queue.Queue = queue.Queue(maxsize=in_flight)  # bounded: backpressure on the fetch loop
+        self.written: queue.Queue[_Written | BaseException] = queue.Queue()
         self.consumer = KafkaConsumer(
             bootstrap_servers=config.bootstrap_servers,
             group_id=config.group_id,
@@ -79,10 +101,12 @@ class StoreWriter:
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
-        self.consumer.subscribe(list(self.kinds), listener=_ForgetRevoked(self))
+        self.consumer.subscribe(list(self.kinds), listener=_FinishRevoked(self))
         self.dead_letters = KafkaProducer(
             bootstrap_servers=config.bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5
         )
+        self.writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
+        self.writer.start()
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Poll and write until `stop` is set; then write what is buffered and close."""
@@ -95,7 +119,7 @@ class StoreWriter:
             self.close()
 
     def step(self, poll_timeout_ms: int = 200) -> int:
-        """One poll, then write every partition whose buffer is full or old; returns events read."""
+        """One poll; hand over every partition whose buffer is full or old; commit what is durable."""
         polled = self.consumer.poll(timeout_ms=poll_timeout_ms)
         now = time.monotonic()
         count = 0
@@ -108,25 +132,46 @@ class StoreWriter:
         for partition in list(self.buffers):
             full = len(self.buffers[partition]) >= self.config.batch_events
             if full or now - self.oldest[partition] >= self.config.batch_seconds:
-                self._write(partition)
+                self._hand_over(partition)
+        self._commit_written()
         self._update_lag()
         return count
 
-    def flush_all(self) -> None:
+    def flush_all(self, partitions=None) -> None:
+        """Write and commit everything buffered (of `partitions`, or all) before returning."""
         for partition in list(self.buffers):
-            self._write(partition)
+            if partitions is None or partition in partitions:
+                self._hand_over(partition)
+        self.to_write.join()
+        self._commit_written()
 
     def close(self) -> None:
+        self.to_write.put(None)
+        self.writer.join(timeout=60)
         self.dead_letters.close()
         self.consumer.close()
 
-    def forget(self, partitions) -> None:
-        """Partitions taken away in a rebalance: their unwritten records are the new owner's to read."""
+    def finish_revoked(self, partitions) -> None:
+        """Before `partitions` go to another process: drop their unwritten records and let in-flight writes end.
+
+        kafka-python calls this on its network thread, where a commit would deadlock,
+        so nothing is committed here. Files written but not committed are deleted
+        and rewritten by the next owner's recovery; no write of ours outlives this call.
+        """
         for partition in partitions:
             self.buffers.pop(partition, None)
             self.oldest.pop(partition, None)
             self.recovered.discard(partition)
             self.committed.pop(partition, None)
+        self.to_write.join()
+        # Results of those writes must never be committed, even if a partition comes back to us.
+        kept = []
+        while not self.written.empty():
+            done = self.written.get_nowait()
+            if isinstance(done, BaseException) or done.partition not in partitions:
+                kept.append(done)
+        for done in kept:
+            self.written.put(done)
 
     def _recover(self, partition: TopicPartition) -> None:
         """Delete files of `partition` written past its committed offset (a crash before the commit)."""
@@ -142,9 +187,45 @@ class StoreWriter:
         self.committed[partition] = max(committed, 0)
         self.recovered.add(partition)
 
-    def _write(self, partition: TopicPartition) -> None:
+    def _hand_over(self, partition: TopicPartition) -> None:
         records = self.buffers.pop(partition)
         self.oldest.pop(partition)
+        self.to_write.put((partition, records))
+        self._commit_written()
+
+    def _commit_written(self) -> None:
+        offsets = {}
+        while True:
+            try:
+                done = self.written.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(done, BaseException):
+                raise RuntimeError("the store writer thread failed; nothing past the last commit is lost") from done
+            offsets[done.partition] = OffsetAndMetadata(done.next_offset, "", -1)
+            self.committed[done.partition] = done.next_offset
+            self.metrics.ingested.labels(topic=done.partition.topic).inc(done.stored)
+            self.metrics.batch_size.observe(done.read)
+            self.metrics.write_seconds.observe(done.seconds)
+        if offsets:
+            try:
+                self.consumer.commit(offsets)
+            except CommitFailedError:
+                log.warning("commit refused after a rebalance; the partitions' next owner replays them")
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self.to_write.get()
+            try:
+                if item is None:
+                    return
+                self.written.put(self._write(*item))
+            except BaseException as error:  # reported to the consumer thread, which stops
+                self.written.put(error)
+            finally:
+                self.to_write.task_done()
+
+    def _write(self, partition: TopicPartition, records: list) -> _Written:
         began = time.perf_counter()
         kind = self.kinds[partition.topic]
         parsed = parse_batch(kind, [r.value for r in records], partition.partition, [r.offset for r in records])
@@ -154,11 +235,7 @@ class StoreWriter:
             for folder, rows in _by_store_folder(kind, parsed.table):
                 write_durably(rows, self.config.store_dir / STORE_DIRS[kind] / folder / name)
         self._dead_letter(partition, records, parsed)
-        self.consumer.commit({partition: OffsetAndMetadata(last + 1, "", -1)})
-        self.committed[partition] = last + 1
-        self.metrics.ingested.labels(topic=partition.topic).inc(parsed.table.num_rows)
-        self.metrics.batch_size.observe(len(records))
-        self.metrics.write_seconds.observe(time.perf_counter() - began)
+        return _Written(partition, last + 1, parsed.table.num_rows, len(records), time.perf_counter() - began)
 
     def _dead_letter(self, partition: TopicPartition, records: list, parsed: ParsedBatch) -> None:
         if not parsed.rejected:
@@ -183,12 +260,12 @@ class StoreWriter:
                 self.metrics.lag.labels(topic=partition.topic, partition=str(partition.partition)).set(highwater - committed)
 
 
-class _ForgetRevoked(ConsumerRebalanceListener):
+class _FinishRevoked(ConsumerRebalanceListener):
     def __init__(self, writer: StoreWriter) -> None:
         self.writer = writer
 
     def on_partitions_revoked(self, revoked) -> None:
-        self.writer.forget(revoked)
+        self.writer.finish_revoked(revoked)
 
     def on_partitions_assigned(self, assigned) -> None:
         pass
@@ -196,18 +273,18 @@ class _ForgetRevoked(ConsumerRebalanceListener):
 
 def _by_store_folder(kind: str, table: pa.Table):
     """(relative folder, rows) per model and hour of the events' own timestamps."""
-    hours = pc.strftime(table["timestamp"], format="date=%Y-%m-%d/hour=%H")
-    if kind == "prediction":
-        keys = pc.binary_join_element_wise(table["model_name"], hours, "\x00")
-    else:
-        keys = hours
-    for key in pc.unique(keys).to_pylist():
-        rows = table.filter(pc.equal(keys, key))
-        if kind == "prediction":
-            model, hour = key.split("\x00")
-            yield f"model={urllib.parse.quote(model, safe='')}/{hour}", rows
-        else:
-            yield key, rows
+    hours = pc.floor_temporal(table["timestamp"], unit="hour")
+    models = pc.unique(table["model_name"]).to_pylist() if kind == "prediction" else [None]
+    for hour in pc.unique(hours).to_pylist():
+        in_hour = pc.equal(hours, pa.scalar(hour, hours.type))
+        folder = hour.strftime("date=%Y-%m-%d/hour=%H")
+        for model in models:
+            if model is None:
+                yield folder, table.filter(in_hour)
+                continue
+            rows = table.filter(pc.and_(in_hour, pc.equal(table["model_name"], model)))
+            if rows.num_rows:
+                yield f"model={urllib.parse.quote(model, safe='')}/{folder}", rows
 
 
 def write_durably(table: pa.Table, path: Path) -> None:
