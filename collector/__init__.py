@@ -1,6 +1,8 @@
 """Collects what the model sees and says, and what users say back: schemas, Kafka I/O, the store."""
 
+from collector.api import NotAcknowledged, create_app, serve
 from collector.metrics import ApiMetrics, ProducerMetrics, StoreWriterMetrics
+from collector.producer import OVERFLOW_POLICIES, BufferFull, EventLogger
 from collector.schemas import (
     SCHEMAS,
     Event,
@@ -17,6 +19,12 @@ from collector.schemas import (
 from collector.topics import TOPICS, Topics
 
 __all__ = [
+    "OVERFLOW_POLICIES",
+    "BufferFull",
+    "EventLogger",
+    "NotAcknowledged",
+    "create_app",
+    "serve",
     "TOPICS",
     "ApiMetrics",
     "ProducerMetrics",

@@ -291,13 +291,16 @@ def write_durably(table: pa.Table, path: Path) -> None:
     """Write a Parquet file so that it is either whole under its name or not there at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as file:
-        pq.write_table(table, file, compression="zstd")
-        file.flush()
-        os.fsync(file.fileno())
+    pq.write_table(table, str(temporary), compression="zstd")  # a native file: written without the GIL
+    _fsync(temporary)
     os.rename(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a directory's data to disk (on Linux, any descriptor of it will do)."""
+    descriptor = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(directory)
+        os.fsync(descriptor)
     finally:
-        os.close(directory)
+        os.close(descriptor)

@@ -130,6 +130,17 @@ def collector_process(kafka: str, prefix: str, data_dir: Path, log: Path, metric
         )
 
 
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM and wait; a process that does not exit in time is killed, so no test leaves one behind."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+
+
 def test_kill_9_mid_stream_then_restart_stores_every_event_once(kafka, kafka_settings, data_dir, tmp_path):
     documents = prediction_documents(200_000)
     produce(kafka, kafka_settings.topic("predictions"), documents)
@@ -151,8 +162,7 @@ def test_kill_9_mid_stream_then_restart_stores_every_event_once(kafka, kafka_set
         stored_ids = set(store.sql("SELECT event_id FROM predictions").column(0).to_pylist())
         assert stored_ids == {d["event_id"] for d in documents}
     finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(timeout=30)
+        stop(second)
     assert second.returncode == 0, "SIGTERM finishes the batch and exits cleanly"
     assert not list(data_dir.rglob("*.tmp")), "no half-written file is left behind"
 
@@ -185,7 +195,5 @@ def test_two_processes_in_one_group_split_the_partitions(kafka, kafka_settings, 
         assert sum(shares) == 40_000 and min(shares) > 0, f"both processes wrote a share: {shares}"
     finally:
         for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=30)
+            stop(process)
     assert all(process.returncode == 0 for process in processes)
