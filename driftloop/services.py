@@ -27,11 +27,16 @@ def serve_metrics(settings: Settings, registry: CollectorRegistry, name: str, po
     """Expose `registry` on 127.0.0.1 and, when the local stack runs Prometheus, register it there."""
     server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
     address = f"127.0.0.1:{server.server_port}"
+    announce_to_prometheus(settings, name, address)
+    log.info("%s metrics on http://%s/metrics", name, address)
+    return server.server_port
+
+
+def announce_to_prometheus(settings: Settings, name: str, address: str) -> None:
+    """When the local stack runs Prometheus, have it scrape `address` from now on."""
     targets = settings.stack.state_dir / "prometheus" / "targets"
     if settings.stack.start_prometheus and targets.parent.exists():
         register_scrape_target(targets, name, address)
-    log.info("%s metrics on http://%s/metrics", name, address)
-    return server.server_port
 
 
 def run_store_writer(settings: Settings) -> None:
@@ -48,3 +53,19 @@ def run_store_writer(settings: Settings) -> None:
     )
     log.info("writing %s and %s into %s", config.topics.predictions, config.topics.feedback, config.store_dir)
     StoreWriter(config, registry).run(stop_on_signals())
+
+
+def run_api(settings: Settings) -> None:
+    from collector.api import create_app, serve
+
+    registry = CollectorRegistry()
+    app = create_app(
+        bootstrap_servers=settings.kafka_bootstrap(),
+        topics=settings.kafka.topics(),
+        registry=registry,
+        api_key=settings.api.api_key,
+        max_body_bytes=settings.api.max_body_bytes,
+    )
+    announce_to_prometheus(settings, "api", f"{settings.api.host}:{settings.api.port}")
+    log.info("ingestion API on http://%s:%d (OpenAPI at /docs)", settings.api.host, settings.api.port)
+    serve(app, settings.api.host, settings.api.port, log_level=settings.log_level.lower())
