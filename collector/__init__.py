@@ -16,6 +16,8 @@ from collector.schemas import (
     encode,
     from_dict,
 )
+from collector.store import Store
+from collector.store_writer import StoreWriter, StoreWriterConfig
 from collector.topics import TOPICS, Topics
 
 __all__ = [
@@ -28,6 +30,9 @@ __all__ = [
     "TOPICS",
     "ApiMetrics",
     "ProducerMetrics",
+    "Store",
+    "StoreWriter",
+    "StoreWriterConfig",
     "StoreWriterMetrics",
     "Topics",
     "SCHEMAS",
