@@ -1,109 +1,121 @@
-"""The main job, end to end on the local stack. For now: a round trip of events through Kafka,
-then a Ray Train job on what came back.
+"""The main job, end to end on the local stack.
 
-Later issues grow this into the whole loop (store, drift, curation, retraining).
+For now: a model server logs predictions and feedback through Kafka, the
+collector writes them exactly once into the Parquet store, Prometheus scrapes
+the collector, and a Ray Train job learns from the labelled predictions read
+back from the store. Later issues add drift, curation and the promotion gate.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+import urllib.parse
+import urllib.request
 import uuid
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+import pyarrow as pa
+import pyarrow.compute as pc
+from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.progress import track
 
-from collector import FeedbackEvent, PredictionEvent, PredictionOutput, decode, encode
+from collector import EventLogger, PredictionOutput, Store, StoreWriter, StoreWriterConfig
 from driftloop.ray_cluster import connect_ray
+from driftloop.services import serve_metrics
 from driftloop.settings import Settings
 from driftloop.stack import LocalStack
 from retrain import TrainConfig, train
 
+MODEL = "demo-classifier"
 FEATURES = [f"f{i:02d}" for i in range(20)]
 
 
-def synthetic_events(count: int, seed: int = 0) -> list[tuple[PredictionEvent, FeedbackEvent]]:
-    """Predictions of a logistic model on 20 Gaussian features, each with its true label."""
+def log_traffic(logger: EventLogger, count: int, labelled_share: float, seed: int = 0) -> list[str]:
+    """A logistic model on 20 Gaussian features serving `count` requests; users label some of them."""
     rng = np.random.default_rng(seed)
     weights = rng.normal(size=len(FEATURES))
     run = uuid.uuid4().hex[:8]
-    pairs = []
-    for i, row in enumerate(rng.normal(size=(count, len(FEATURES)))):
+    request_ids = []
+    for i, row in enumerate(track(rng.normal(size=(count, len(FEATURES))), description="logging")):
         p_one = float(1 / (1 + np.exp(-row @ weights)))
         request_id = f"demo-{run}-{i}"
-        prediction = PredictionEvent(
-            request_id=request_id,
-            model_name="demo-classifier",
-            model_version="1",
+        logger.log_prediction(
+            request_id=request_id, model_name=MODEL, model_version="1",
             features=dict(zip(FEATURES, row.round(6).tolist(), strict=True)),
             output=PredictionOutput(label=int(p_one > 0.5), probabilities={"0": 1 - p_one, "1": p_one}),
             latency_ms=float(rng.gamma(2.0, 2.0)),
         )
-        feedback = FeedbackEvent(request_id=request_id, label=int(rng.random() < p_one), source="user")
-        pairs.append((prediction, feedback))
-    return pairs
+        if rng.random() < labelled_share:
+            logger.log_feedback(request_id=request_id, label=int(rng.random() < p_one), source="user")
+        request_ids.append(request_id)
+    return request_ids
 
 
-def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
-        return consumer.end_offsets(partitions)
-    finally:
-        consumer.close()
-
-
-def read_from(bootstrap: str, start: dict[TopicPartition, int], expected: int, timeout_s: float = 60) -> list:
-    """Read every record after `start` until `expected` have arrived (or the timeout passes)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    consumer.assign(list(start))
-    for partition, offset in start.items():
-        consumer.seek(partition, offset)
-    records = []
+def wait_for(check, timeout_s: float, what: str):
     deadline = time.monotonic() + timeout_s
-    try:
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500, max_records=5000).values():
-                records.extend(batch)
-    finally:
-        consumer.close()
-    return records
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} not seen after {timeout_s:.0f} s")
+
+
+def prometheus_value(settings: Settings, promql: str) -> float | None:
+    url = f"{settings.prometheus_url()}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=5) as response:
+        result = json.load(response)["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
 
 
 def run_demo(settings: Settings, count: int, console: Console) -> None:
     console.rule("1. local stack")
     LocalStack(settings).up()
-    bootstrap = settings.kafka_bootstrap()
-    predictions, feedback = settings.kafka.topic("predictions"), settings.kafka.topic("feedback")
+    bootstrap, topics = settings.kafka_bootstrap(), settings.kafka.topics()
 
-    console.rule(f"2. send {count} predictions and {count} feedback events (acks=all)")
-    start = end_offsets(bootstrap, [predictions, feedback])
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type="lz4", linger_ms=10)
-    began = time.monotonic()
-    for prediction, label in track(synthetic_events(count), description="sending", console=console):
-        producer.send(predictions, key=prediction.request_id.encode(), value=encode(prediction))
-        producer.send(feedback, key=label.request_id.encode(), value=encode(label))
-    producer.flush()
-    producer.close()
-    console.print(f"acknowledged by the broker in {time.monotonic() - began:.2f} s")
+    console.rule("2. the collector: Kafka to the Parquet store, exactly once")
+    registry = CollectorRegistry()
+    port = serve_metrics(settings, registry, "demo-collector", 0)
+    writer = StoreWriter(
+        StoreWriterConfig(bootstrap, topics, settings.store_dir, group_id=settings.collector.group_id, batch_seconds=0.5),
+        registry,
+    )
+    stop = threading.Event()
+    writing = threading.Thread(target=writer.run, args=(stop,), daemon=True)
+    writing.start()
+    console.print(f"writing {topics.predictions} and {topics.feedback} into {settings.store_dir}; metrics on :{port}")
 
-    console.rule("3. read them back from Kafka and validate against the schemas")
-    records = read_from(bootstrap, start, expected=2 * count)
-    kinds = {predictions: "prediction", feedback: "feedback"}
-    events = [decode(kinds[record.topic], record.value) for record in records]
-    by_topic = Counter(record.topic for record in records)
-    same_partition = _partition_agreement(records, kinds)
-    console.print(f"read back: {dict(by_topic)}; all {len(events)} valid against the schemas")
-    console.print(f"feedback in the same partition as its prediction: {same_partition:.0%}")
-    if len(records) != 2 * count:
-        raise RuntimeError(f"sent {2 * count} events but read back {len(records)}")
+    console.rule(f"3. a model server logs {count} predictions; users label about 60%")
+    with EventLogger(bootstrap, topics, CollectorRegistry()) as logger:
+        request_ids = log_traffic(logger, count, labelled_share=0.6)
+    console.print("every event acknowledged by Kafka (acks=all)")
 
-    console.rule(f"4. train a model on what came back, on Ray ({settings.ray.num_workers} workers)")
+    store = Store(settings.store_dir)
+    wanted = set(request_ids)
+
+    def stored_this_run() -> pa.Table | None:
+        labelled = store.labelled(MODEL)
+        mine = labelled.filter(pc.is_in(labelled["request_id"], pa.array(list(wanted))))
+        unlabelled = store.unlabelled(MODEL)
+        waiting = sum(1 for r in unlabelled["request_id"].to_pylist() if r in wanted)
+        return mine if mine.num_rows + waiting == count and mine.num_rows else None
+
+    labelled = wait_for(stored_this_run, 60, "this run's events in the store")
+    console.print(f"in the store: {count} predictions of this run, {labelled.num_rows} joined to their feedback")
+    ingested = wait_for(
+        lambda: prometheus_value(settings, 'sum(driftloop_collector_events_ingested_total{service="demo-collector"})'),
+        30, "the collector's metrics in Prometheus",
+    )
+    console.print(f"Prometheus scraped the collector: {ingested:.0f} events ingested")
+    stop.set()
+    writing.join(timeout=30)
+
+    console.rule(f"4. train on the labelled predictions, on Ray ({settings.ray.num_workers} workers)")
     data_path = settings.data_dir / "demo" / "train.npz"
-    training_set(events, data_path)
+    training_set(labelled, data_path)
     connect_ray(settings.ray)
     result = train(TrainConfig(data_path=str(data_path), epochs=3), settings.ray.num_workers, settings.data_dir / "ray")
     console.print(
@@ -112,19 +124,9 @@ def run_demo(settings: Settings, count: int, console: Console) -> None:
     )
 
 
-def training_set(events: list, path: Path) -> None:
-    """Features of each prediction with the label its feedback gave, as an .npz for the trainer."""
-    labels = {e.request_id: e.label for e in events if isinstance(e, FeedbackEvent)}
-    rows = [(list(e.features.values()), labels[e.request_id]) for e in events
-            if isinstance(e, PredictionEvent) and e.request_id in labels]
+def training_set(labelled: pa.Table, path: Path) -> None:
+    """Feature columns and true labels of labelled predictions, as an .npz for the trainer."""
+    x = np.column_stack([labelled[f"feature.{name}"].to_numpy() for name in FEATURES]).astype(np.float32)
+    y = np.asarray(labelled["true_label"].to_pylist(), dtype=np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, x=np.array([r[0] for r in rows], dtype=np.float32), y=np.array([r[1] for r in rows]))
-
-
-def _partition_agreement(records: list, kinds: dict[str, str]) -> float:
-    """Share of request ids whose prediction and feedback share a partition number (same key)."""
-    where: dict[str, dict[str, int]] = {}
-    for record in records:
-        where.setdefault(record.key.decode(), {})[kinds[record.topic]] = record.partition
-    pairs = [p for p in where.values() if len(p) == 2]
-    return sum(p["prediction"] == p["feedback"] for p in pairs) / max(len(pairs), 1)
+    np.savez(path, x=x, y=y)
