@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +28,31 @@ api_app = typer.Typer(help="The ingestion HTTP API: predictions and feedback int
 app.add_typer(api_app, name="api")
 store_app = typer.Typer(help="A quick look at what is stored.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
+drift_app = typer.Typer(help="Reference profiles, the drift monitor, Evidently reports.", no_args_is_help=True)
+app.add_typer(drift_app, name="drift")
+
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model name, as in the prediction events.")]
+
+
+def duration(text: str) -> timedelta:
+    """'90s', '30m', '2h', '7d' as a timedelta."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    try:
+        value, unit = float(text[:-1]), units[text[-1]]
+    except (ValueError, KeyError, IndexError):
+        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 30m, 2h or 7d") from None
+    return timedelta(**{unit: value})
+
+
+def moment(text: str | None) -> datetime:
+    """An ISO 8601 time (UTC when no zone is given), or now."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 time like 2026-11-23T09:00") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 console = Console(width=140) if not Console().is_terminal else Console()
 
 ConfigOption = Annotated[
@@ -143,6 +169,67 @@ def store_query(
     for row in result.slice(0, limit).to_pylist():
         table.add_row(*(str(value) for value in row.values()))
     console.print(table)
+
+
+@drift_app.command("profile")
+def drift_profile(
+    model: ModelOption,
+    config: ConfigOption = None,
+    window: Annotated[str, typer.Option(help="How far back from --end the reference reaches (90s, 30m, 2h, 7d).")] = "1d",
+    end: Annotated[str | None, typer.Option(help="End of the reference window, ISO 8601 (default: now).")] = None,
+) -> None:
+    """Build the reference profile of a model from a window of the store (e.g. the training period)."""
+    from driftloop.drift_service import build_profile
+
+    settings = setup(config)
+    until = moment(end)
+    try:
+        with console.status("profiling the reference window"):
+            folder, profile = build_profile(settings, model, until - duration(window), until)
+    except ValueError as error:
+        raise fail(error) from None
+    console.print(f"profiled {profile.rows} rows, {len(profile.features)} columns -> {folder}")
+
+
+@drift_app.command("run")
+def drift_run(model: ModelOption, config: ConfigOption = None) -> None:
+    """Monitor a model: every interval, the latest window against its profile; gauges on /metrics,
+    state changes to the `drift-events` topic. Stops on Ctrl-C/SIGTERM."""
+    from driftloop.drift_service import run_monitor
+
+    try:
+        run_monitor(setup(config), model)
+    except FileNotFoundError as error:
+        raise fail(error) from None
+
+
+@drift_app.command("report")
+def drift_report(
+    model: ModelOption,
+    config: ConfigOption = None,
+    window: Annotated[str, typer.Option(help="The window before --end to report on (90s, 30m, 2h, 7d).")] = "1h",
+    end: Annotated[str | None, typer.Option(help="End of the window, ISO 8601 (default: now).")] = None,
+) -> None:
+    """Make an Evidently report (HTML for people, JSON snapshot) of a window against the reference."""
+    from driftloop.drift_service import make_report
+
+    settings = setup(config)
+    try:
+        with console.status("running Evidently"):
+            files = make_report(settings, model, duration(window), moment(end))
+    except (FileNotFoundError, ValueError) as error:
+        raise fail(error) from None
+    console.print(f"report: {files.html}\nsnapshot: {files.json}")
+
+
+@drift_app.command("reports")
+def drift_reports(model: ModelOption, config: ConfigOption = None) -> None:
+    """List the Evidently reports saved for a model."""
+    from drift.report import list_reports
+    from driftloop.drift_service import reports_dir
+
+    for files in list_reports(reports_dir(setup(config), model)):
+        console.print(f"{files.name}  {files.html}")
 
 
 @app.command("config")

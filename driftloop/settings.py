@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -128,6 +128,22 @@ class ApiSettings(_Part):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
 
 
+class DriftSettings(_Part):
+    """The drift monitor (`driftloop drift run`): window, cadence, methods, detectors."""
+
+    window_minutes: Annotated[float, Field(gt=0)] = 60.0
+    interval_s: Annotated[float, Field(gt=0)] = 60.0
+    min_rows: Annotated[int, Field(ge=1)] = 50
+    method: str = "auto"
+    drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    correction: Literal["bonferroni", "bh"] | None = None
+    multivariate: bool = True
+    detectors: list[str] = Field(default_factory=lambda: ["adwin", "ddm"])
+    label_horizon_hours: Annotated[float, Field(gt=0)] = 168.0
+    reference_sample_rows: Annotated[int, Field(ge=100)] = 10_000
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+
+
 class Settings(BaseSettings):
     """Everything driftloop can be told. See docs/configuration.md."""
 
@@ -148,6 +164,7 @@ class Settings(BaseSettings):
     ray: RaySettings = Field(default_factory=RaySettings)
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
 
     # Set only while load_settings() builds an instance: the TOML file to read beneath the environment.
     _config_file: ClassVar[Path | None] = None

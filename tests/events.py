@@ -16,10 +16,17 @@ from collector.store import Store
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
-def prediction_documents(count: int, model: str = "churn", seed: int = 0, start: datetime = START) -> list[dict]:
-    """Valid prediction events with 20 numeric features, one every 10 ms of event time."""
+def prediction_documents(
+    count: int, model: str = "churn", seed: int = 0, start: datetime = START, shift: float = 0.0, shifted: int = 0
+) -> list[dict]:
+    """Valid prediction events with 20 numeric features, one every 10 ms of event time.
+
+    `shift` (in standard deviations) is added to the first `shifted` features.
+    """
     rng = np.random.default_rng(seed)
-    features = rng.normal(size=(count, 20)).round(5)
+    features = rng.normal(size=(count, 20))
+    features[:, :shifted] += shift
+    features = features.round(5)
     run = uuid.uuid4().hex[:8]
     documents = []
     for i in range(count):

@@ -1,0 +1,47 @@
+"""Window drift statistics: one small class per method, an explicit registry.
+
+Each class takes its threshold in the constructor and scores one column of a
+window against that column's stored reference profile:
+`STATISTICS["ks"]().score(profile.features["age"], window["age"]) -> DriftResult`.
+
+>>> sorted(STATISTICS)
+['chisquare', 'chisquare_evidently', 'jensenshannon', 'ks', 'psi', 'wasserstein', 'z']
+>>> get_statistic("kolmogorov")
+Traceback (most recent call last):
+...
+ValueError: Unknown statistic 'kolmogorov'. Valid values are: ['ks', 'wasserstein', 'psi', 'jensenshannon', 'chisquare', 'chisquare_evidently', 'z']
+"""
+
+from __future__ import annotations
+
+from drift.stats._base import Statistic
+from drift.stats.chisquare import ChiSquare
+from drift.stats.chisquare_evidently import ChiSquareEvidently
+from drift.stats.jensenshannon import JensenShannon
+from drift.stats.ks import KS
+from drift.stats.psi import PSI
+from drift.stats.wasserstein import Wasserstein
+from drift.stats.z import Z
+
+STATISTICS: dict[str, type[Statistic]] = {
+    "ks": KS,
+    "wasserstein": Wasserstein,
+    "psi": PSI,
+    "jensenshannon": JensenShannon,
+    "chisquare": ChiSquare,
+    "chisquare_evidently": ChiSquareEvidently,
+    "z": Z,
+}
+
+
+def get_statistic(name: str, threshold: float | None = None) -> Statistic:
+    """The statistic registered as `name`, with `threshold` (None: the method's default)."""
+    if name not in STATISTICS:
+        raise ValueError(f"Unknown statistic {name!r}. Valid values are: {list(STATISTICS)}")
+    return STATISTICS[name](threshold)
+
+
+__all__ = [
+    "STATISTICS", "Statistic", "get_statistic",
+    "KS", "Wasserstein", "PSI", "JensenShannon", "ChiSquare", "ChiSquareEvidently", "Z",
+]

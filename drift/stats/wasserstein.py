@@ -1,0 +1,58 @@
+"""Normed Wasserstein distance: W1(reference, current) / std(reference), as Evidently's "wasserstein".
+
+W1 = ∫ |F_ref - F_cur| dx is integrated exactly between the window's sorted
+points, with the reference CDF's integral read from prefix sums stored with
+the profile: O(m log n) per window instead of sorting both samples. The norm
+is max(std(reference), 0.001); drift when the distance >= threshold (0.1).
+Reference: Vaserstein, "Markov processes over denumerable products of
+spaces", Problems of Information Transmission 5 (1969).
+
+>>> import numpy as np
+>>> from drift.profile import NumericFeature
+>>> reference = NumericFeature.from_values("x", np.arange(10.0))
+>>> round(Wasserstein().score(reference, np.arange(10.0) + 1).score, 6)  # shift 1 / std 2.872...
+0.348155
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from drift.stats._base import Statistic
+
+
+class Wasserstein(Statistic):
+    name = "wasserstein"
+    p_value = False
+    kinds = ("numeric",)
+    default_threshold = 0.1
+
+    def _compute(self, reference, current: np.ndarray) -> float:
+        norm = max(float(reference.std), 0.001)
+        return wasserstein_distance(reference.values, reference.prefix_, reference.centre, np.sort(current)) / norm
+
+
+def wasserstein_distance(reference: np.ndarray, prefix: np.ndarray, centre: float, current: np.ndarray) -> float:
+    """W1 between sorted `reference` (with `prefix` = [0, cumsum(reference - centre)]) and sorted `current`."""
+    n, m = len(reference), len(current)
+
+    def integral(t: np.ndarray) -> np.ndarray:  # ∫_{-inf}^t F_ref(x) dx, t already centred
+        k = np.searchsorted(reference, t + centre, side="right")
+        return (t * k - prefix[k]) / n
+
+    c = current - centre
+    h_c = integral(c)
+    last = c[-1]
+    top = max(reference[-1] - centre, last)
+    head = h_c[0]
+    tail = (top - last) - (integral(np.array([top]))[0] - h_c[-1])
+    if m == 1:
+        return float(head + tail)
+    a, b = c[:-1], c[1:]
+    j = np.arange(1, m, dtype=np.int64)
+    q = j / m
+    need = (j * n + m - 1) // m  # F_ref(x) >= j/m exactly when x >= reference[need - 1]
+    s = np.clip(reference[need - 1] - centre, a, b)
+    h_a, h_s, h_b = h_c[:-1], integral(s), h_c[1:]
+    middle = q * (s - a) - (h_s - h_a) + (h_b - h_s) - q * (b - s)
+    return float(head + np.sum(middle) + tail)

@@ -1,0 +1,93 @@
+"""The drift commands, built from the settings: profile a window, monitor, report."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from kafka import KafkaProducer
+from prometheus_client import CollectorRegistry
+
+from collector.store import Store
+from drift.monitor import DriftMetrics, DriftMonitor, MonitorConfig
+from drift.multivariate import DomainClassifierTest
+from drift.profile import ReferenceProfile
+from drift.report import ReportFiles, write_report
+from drift.sequential import make_detector
+from drift.window import WindowDrift
+from driftloop.services import serve_metrics, stop_on_signals
+from driftloop.settings import Settings
+
+log = logging.getLogger(__name__)
+SAMPLE_FILE = "reference_sample.parquet"
+
+
+def profile_dir(settings: Settings, model: str) -> Path:
+    return settings.data_dir / "profiles" / model.replace("/", "%2F")
+
+
+def reports_dir(settings: Settings, model: str) -> Path:
+    return settings.data_dir / "reports" / model.replace("/", "%2F")
+
+
+def window_with_labels(store: Store, model: str, start: datetime, end: datetime, horizon: timedelta) -> pa.Table:
+    """Every prediction of the window, with `true_label` where feedback came (null elsewhere)."""
+    labelled = store.labelled(model, start, end, horizon)
+    unlabelled = store.unlabelled(model, start, end, horizon)
+    return pa.concat_tables([labelled, unlabelled], promote_options="default")
+
+
+def build_profile(settings: Settings, model: str, start: datetime, end: datetime) -> tuple[Path, ReferenceProfile]:
+    """Profile a window of the store and keep a sample of its rows for the multivariate test."""
+    horizon = timedelta(hours=settings.drift.label_horizon_hours)
+    table = window_with_labels(Store(settings.store_dir), model, start, end, horizon)
+    if table.num_rows == 0:
+        raise ValueError(f"no predictions of model {model!r} between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC")
+    profile = ReferenceProfile.build(table)
+    folder = profile.save(profile_dir(settings, model))
+    rows = np.random.default_rng(0).permutation(table.num_rows)[: settings.drift.reference_sample_rows]
+    pq.write_table(table.take(np.sort(rows)), folder / SAMPLE_FILE)
+    return folder, profile
+
+
+def run_monitor(settings: Settings, model: str) -> None:
+    folder = profile_dir(settings, model)
+    if not (folder / "profile.json").is_file():
+        raise FileNotFoundError(f"no reference profile for {model!r} in {folder}: run `driftloop drift profile --model {model}`")
+    drift = settings.drift
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap(), acks="all")
+    topic = settings.kafka.topic("drift-events")
+    monitor = DriftMonitor(
+        MonitorConfig(model, timedelta(minutes=drift.window_minutes), drift.interval_s, drift.min_rows,
+                      timedelta(hours=drift.label_horizon_hours)),
+        Store(settings.store_dir),
+        ReferenceProfile.load(folder),
+        WindowDrift(method=drift.method, drift_share=drift.drift_share, correction=drift.correction),
+        multivariate=DomainClassifierTest(seed=0) if drift.multivariate else None,
+        reference_sample=pq.read_table(folder / SAMPLE_FILE) if drift.multivariate else None,
+        detectors={name: (lambda name=name: make_detector(name)) for name in drift.detectors},
+        publish=lambda key, value: producer.send(topic, key=key, value=value).get(timeout=30),
+    )
+    registry = CollectorRegistry()
+    registry.register(DriftMetrics([monitor]))
+    serve_metrics(settings, registry, f"drift-{model}", drift.metrics_port)
+    try:
+        monitor.run(stop_on_signals())
+    finally:
+        producer.close()
+
+
+def make_report(settings: Settings, model: str, window: timedelta, end: datetime | None = None) -> ReportFiles:
+    end = end or datetime.now(UTC)
+    folder = profile_dir(settings, model)
+    if not (folder / SAMPLE_FILE).is_file():
+        raise FileNotFoundError(f"no reference for {model!r} in {folder}: run `driftloop drift profile --model {model}`")
+    horizon = timedelta(hours=settings.drift.label_horizon_hours)
+    current = window_with_labels(Store(settings.store_dir), model, end - window, end, horizon)
+    if current.num_rows == 0:
+        raise ValueError(f"no predictions of model {model!r} in the {window} before {end:%Y-%m-%d %H:%M} UTC")
+    return write_report(pq.read_table(folder / SAMPLE_FILE), current, reports_dir(settings, model))

@@ -1,0 +1,39 @@
+"""Every metric the shipped alert rules name is one our services really export."""
+
+from __future__ import annotations
+
+import re
+import yaml
+from prometheus_client import CollectorRegistry
+
+from collector.metrics import ApiMetrics, ProducerMetrics, StoreWriterMetrics
+from dashboards import rule_files
+from drift.monitor import DriftMetrics
+
+
+def exported_names() -> set[str]:
+    registry = CollectorRegistry()
+    StoreWriterMetrics(registry), ProducerMetrics(registry), ApiMetrics(registry)
+    registry.register(DriftMetrics([]))
+    names = set()
+    for family in registry.collect():
+        names.add(family.name)
+        names.update(sample.name for sample in family.samples)
+        if family.type == "counter":
+            names.add(family.name + "_total")
+    return names
+
+
+def test_alert_rules_name_only_exported_metrics():
+    named = set()
+    for path in rule_files():
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                named.update(re.findall(r"\bdriftloop_[a-z_]+", rule["expr"]))
+    assert named, "the rules name driftloop metrics"
+    assert named <= exported_names(), f"named in alert rules but exported by nothing: {named - exported_names()}"
+
+
+def test_the_check_sees_an_unknown_name():
+    assert "driftloop_drift_dataset_drift" in exported_names()
+    assert "driftloop_drift_datset_drift" not in exported_names()
