@@ -2,8 +2,10 @@
 
 For now: a model server logs predictions and feedback through Kafka, the
 collector writes them exactly once into the Parquet store, Prometheus scrapes
-the collector, and a Ray Train job learns from the labelled predictions read
-back from the store. Later issues add drift, curation and the promotion gate.
+the collector; then the inputs drift, the drift monitor sees it against a
+profile of the earlier traffic, Prometheus shows the gauges and Evidently
+writes a report; a Ray Train job learns from the labelled predictions read
+back from the store. Later issues add curation and the promotion gate.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,9 @@ from rich.console import Console
 from rich.progress import track
 
 from collector import EventLogger, PredictionOutput, Store, StoreWriter, StoreWriterConfig
+from drift import DomainClassifierTest, DriftMetrics, DriftMonitor, MonitorConfig, ReferenceProfile
+from drift.report import write_report
+from driftloop.drift_service import window_with_labels
 from driftloop.ray_cluster import connect_ray
 from driftloop.services import serve_metrics
 from driftloop.settings import Settings
@@ -34,13 +40,20 @@ MODEL = "demo-classifier"
 FEATURES = [f"f{i:02d}" for i in range(20)]
 
 
-def log_traffic(logger: EventLogger, count: int, labelled_share: float, seed: int = 0) -> list[str]:
-    """A logistic model on 20 Gaussian features serving `count` requests; users label some of them."""
+def log_traffic(
+    logger: EventLogger, count: int, labelled_share: float, seed: int = 0, shift: float = 0.0, shifted: int = 0
+) -> list[str]:
+    """A logistic model on 20 Gaussian features serving `count` requests; users label some of them.
+
+    `shift` (in standard deviations) moves the first `shifted` features: the world drifting away.
+    """
     rng = np.random.default_rng(seed)
-    weights = rng.normal(size=len(FEATURES))
+    weights = np.random.default_rng(0).normal(size=len(FEATURES))  # the same model whatever the traffic
     run = uuid.uuid4().hex[:8]
     request_ids = []
-    for i, row in enumerate(track(rng.normal(size=(count, len(FEATURES))), description="logging")):
+    inputs = rng.normal(size=(count, len(FEATURES)))
+    inputs[:, :shifted] += shift
+    for i, row in enumerate(track(inputs, description="logging")):
         p_one = float(1 / (1 + np.exp(-row @ weights)))
         request_id = f"demo-{run}-{i}"
         logger.log_prediction(
@@ -56,9 +69,10 @@ def log_traffic(logger: EventLogger, count: int, labelled_share: float, seed: in
 
 
 def wait_for(check, timeout_s: float, what: str):
+    """The first result of `check` that is neither None nor False (a 0.0 gauge counts)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if result := check():
+        if (result := check()) is not None and result is not False:
             return result
         time.sleep(0.5)
     raise TimeoutError(f"{what} not seen after {timeout_s:.0f} s")
@@ -89,6 +103,7 @@ def run_demo(settings: Settings, count: int, console: Console) -> None:
     console.print(f"writing {topics.predictions} and {topics.feedback} into {settings.store_dir}; metrics on :{port}")
 
     console.rule(f"3. a model server logs {count} predictions; users label about 60%")
+    reference_start = datetime.now(UTC)
     with EventLogger(bootstrap, topics, CollectorRegistry()) as logger:
         request_ids = log_traffic(logger, count, labelled_share=0.6)
     console.print("every event acknowledged by Kafka (acks=all)")
@@ -110,10 +125,18 @@ def run_demo(settings: Settings, count: int, console: Console) -> None:
         30, "the collector's metrics in Prometheus",
     )
     console.print(f"Prometheus scraped the collector: {ingested:.0f} events ingested")
+
+    console.rule("4. the world shifts: drift in 12 of 20 features")
+    reference_end = datetime.now(UTC)
+    with EventLogger(bootstrap, topics, CollectorRegistry()) as logger:
+        shifted_ids = set(log_traffic(logger, count, labelled_share=0.6, seed=1, shift=1.0, shifted=12))
+    wait_for(lambda: shifted_ids <= set(store.predictions(MODEL, reference_end)["request_id"].to_pylist()),
+             60, "the shifted traffic in the store")
+    show_drift(settings, store, reference_start, reference_end, console)
     stop.set()
     writing.join(timeout=30)
 
-    console.rule(f"4. train on the labelled predictions, on Ray ({settings.ray.num_workers} workers)")
+    console.rule(f"6. train on the labelled predictions, on Ray ({settings.ray.num_workers} workers)")
     data_path = settings.data_dir / "demo" / "train.npz"
     training_set(labelled, data_path)
     connect_ray(settings.ray)
@@ -122,6 +145,32 @@ def run_demo(settings: Settings, count: int, console: Console) -> None:
         f"loss {result.metrics['first_batch_loss']:.3f} -> {result.metrics['last_batch_loss']:.3f}; "
         f"checkpoint: {result.checkpoint.path}"
     )
+
+
+def show_drift(settings: Settings, store: Store, reference_start: datetime, reference_end: datetime, console: Console) -> None:
+    """Profile the first traffic, monitor what came after it, show gauges in Prometheus and an Evidently report."""
+    reference = window_with_labels(store, MODEL, reference_start, reference_end, timedelta(days=1))
+    now = datetime.now(UTC)
+    monitor = DriftMonitor(
+        MonitorConfig(MODEL, window=now - reference_end), store, ReferenceProfile.build(reference),
+        multivariate=DomainClassifierTest(seed=0), reference_sample=reference,
+    )
+    run = monitor.run_once(now)
+    drifted = sorted(r.feature for r in run.window.results if r.drifted)
+    console.print(
+        f"{run.rows} predictions scored: dataset drift {run.drifted} (share {run.window.share:.2f}); "
+        f"drifted: {', '.join(drifted)}; domain classifier AUC {run.multivariate.auc:.2f}"
+    )
+    registry = CollectorRegistry()
+    registry.register(DriftMetrics([monitor]))
+    serve_metrics(settings, registry, "demo-drift", 0)
+    promql = f'driftloop_drift_dataset_drift{{model="{MODEL}"}}'
+    gauge = wait_for(lambda: prometheus_value(settings, promql), 30, "the drift gauges in Prometheus")
+    console.print(f"Prometheus: {promql} = {gauge:.0f}")
+    console.rule("5. an Evidently report for people")
+    current = window_with_labels(store, MODEL, reference_end, now, timedelta(days=1))
+    files = write_report(reference, current, settings.data_dir / "reports" / MODEL)
+    console.print(f"report: {files.html}")
 
 
 def training_set(labelled: pa.Table, path: Path) -> None:
