@@ -127,6 +127,7 @@ class EventLogger:
         deadline = time.monotonic() + timeout_s
         with self._room:
             self._closed = True
+            self._room.notify_all()  # a caller waiting for room (overflow="block") learns it is closed
             self._room.wait_for(lambda: self._pending == 0, timeout_s)
         self._stopping.set()
         self._queue.put(_STOP)
@@ -153,22 +154,25 @@ class EventLogger:
 
     def _log(self, topic: str, event: PredictionEvent | FeedbackEvent) -> str | None:
         with self._room:
-            if self._closed:
-                raise RuntimeError("EventLogger is closed")
-            if self._pending >= self.buffer_events:
+            if self._pending >= self.buffer_events and not self._closed:
                 if self.overflow == "drop":
                     self._metrics.dropped.inc()
                     self._warn("drop", "EventLogger buffer full (%d events): dropping events", self.buffer_events)
                     return None
-                if not self._room.wait_for(lambda: self._pending < self.buffer_events, self.block_timeout_s):
+                if not self._room.wait_for(self._closed_or_room, self.block_timeout_s):
                     raise BufferFull(
                         f"EventLogger buffer of {self.buffer_events} events still full after {self.block_timeout_s} s; "
                         f"Kafka at {self.bootstrap_servers} is slow or unreachable"
                     )
+            if self._closed:
+                raise RuntimeError("EventLogger is closed")
             self._pending += 1
             self._pending_by_topic[topic] += 1
         self._queue.put((topic, event))
         return event.event_id
+
+    def _closed_or_room(self) -> bool:
+        return self._closed or self._pending < self.buffer_events
 
     def _run(self) -> None:
         producer = self._connect()
@@ -192,6 +196,7 @@ class EventLogger:
                     delivery_timeout_ms=int(self.delivery_timeout_s * 1000),
                     bootstrap_timeout_ms=int(self.connect_timeout_s * 1000),
                     max_block_ms=int(self.connect_timeout_s * 1000),
+                    allow_auto_create_topics=False,  # creating topics, with their partition counts, is the stack's job
                 )
             except KafkaError as error:
                 log.warning("Kafka at %s not reachable (%s); events wait in the buffer", self.bootstrap_servers, error)
@@ -207,7 +212,8 @@ class EventLogger:
                 if self._stopping.is_set():
                     self._failed(topic, error)
                     return
-                log.warning("Kafka at %s has no metadata for %s (%s); retrying", self.bootstrap_servers, topic, error)
+                log.warning("Kafka at %s has no metadata for %s (down, or no such topic: %s); retrying",
+                            self.bootstrap_servers, topic, error)
                 continue
             except KafkaError as error:
                 self._failed(topic, error)
@@ -237,7 +243,7 @@ class EventLogger:
         now = time.monotonic()
         if now - self._last_warning[kind] >= _LOG_EVERY_S:
             self._last_warning[kind] = now
-            log.warning(message + " (further ones counted in metrics, logged at most every %.0f s)", *args, _LOG_EVERY_S)
+            log.warning(message + " (more are counted in metrics, logged at most every %.0f s)", *args, _LOG_EVERY_S)
 
 
 def _event(schema: type, event, fields: dict):

@@ -104,9 +104,16 @@ def run_demo(settings: Settings, count: int, console: Console) -> None:
 
     console.rule(f"3. a model server logs {count} predictions; users label about 60%")
     reference_start = datetime.now(UTC)
-    with EventLogger(bootstrap, topics, CollectorRegistry()) as logger:
+    producer_metrics = CollectorRegistry()
+    with EventLogger(bootstrap, topics, producer_metrics) as logger:
         request_ids = log_traffic(logger, count, labelled_share=0.6)
-    console.print("every event acknowledged by Kafka (acks=all)")
+    sent = sum(producer_metrics.get_sample_value("driftloop_producer_events_sent_total", {"topic": t}) or 0
+               for t in (topics.predictions, topics.feedback))
+    failed = sum(producer_metrics.get_sample_value("driftloop_producer_events_failed_total", {"topic": t}) or 0
+                 for t in (topics.predictions, topics.feedback))
+    if failed:
+        raise RuntimeError(f"{failed:.0f} events were not acknowledged by Kafka")
+    console.print(f"{sent:.0f} events acknowledged by Kafka (acks=all), none failed")
 
     store = Store(settings.store_dir)
     wanted = set(request_ids)
