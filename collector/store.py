@@ -18,6 +18,9 @@ from collector.store_writer import STORE_DIRS
 
 FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+# The store holds each Kafka record once; a client that retried (say after a 503) may have put
+# one event into Kafka twice, with the same event id. Readers see each event once.
+FIRST_OF_EACH_EVENT = "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY kafka_partition, kafka_offset) = 1"
 BASE_COLUMNS = pa.schema([("event_id", pa.string()), ("request_id", pa.string()), ("timestamp", pa.timestamp("us", tz="UTC"))])
 
 
@@ -45,7 +48,7 @@ class Store:
         return sorted(urllib.parse.unquote(p.name.removeprefix("model=")) for p in folder.glob("model=*"))
 
     def predictions(self, model: str, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
-        """Predictions of `model` with timestamps in [start, end), oldest first."""
+        """Predictions of `model` with timestamps in [start, end), oldest first, each event once."""
         scan = self._scan("prediction")
         if scan is None:
             return BASE_COLUMNS.empty_table()
@@ -53,12 +56,13 @@ class Store:
         return self._query(
             f"""SELECT * EXCLUDE (model, date, hour) FROM {scan}
                 WHERE model = ? AND model_name = ? AND date >= ? AND date <= ? AND timestamp >= ? AND timestamp < ?
+                {FIRST_OF_EACH_EVENT}
                 ORDER BY timestamp, event_id""",
             [model, model, _day(start), _day(end), start, end],
         )
 
     def feedback(self, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
-        """Feedback with timestamps in [start, end), oldest first."""
+        """Feedback with timestamps in [start, end), oldest first, each event once."""
         scan = self._scan("feedback")
         if scan is None:
             return BASE_COLUMNS.empty_table()
@@ -66,6 +70,7 @@ class Store:
         return self._query(
             f"""SELECT * EXCLUDE (date, hour) FROM {scan}
                 WHERE date >= ? AND date <= ? AND timestamp >= ? AND timestamp < ?
+                {FIRST_OF_EACH_EVENT}
                 ORDER BY timestamp, event_id""",
             [_day(start), _day(end), start, end],
         )

@@ -197,3 +197,12 @@ def test_two_processes_in_one_group_split_the_partitions(kafka, kafka_settings, 
         for process in processes:
             stop(process)
     assert all(process.returncode == 0 for process in processes)
+
+
+def test_an_event_sent_twice_by_a_retrying_client_is_read_once(running_writer, writer_config, kafka):
+    documents = prediction_documents(100)
+    produce(kafka, writer_config.topics.predictions, documents + documents[:10])  # a client retried 10 of them
+    store = Store(writer_config.store_dir)
+    assert wait_until(lambda: stored_counts(store)[0] == 110, 30), "the store keeps every Kafka record"
+    assert store.predictions("churn").num_rows == 100, "readers see each event once"
+    assert sorted(store.predictions("churn")["event_id"].to_pylist()) == sorted(d["event_id"] for d in documents)
