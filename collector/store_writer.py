@@ -100,6 +100,7 @@ class StoreWriter:
             fetch_min_bytes=65536,
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            metadata_max_age_ms=5000,  # see new partitions (and topics created after us) within seconds
         )
         self.consumer.subscribe(list(self.kinds), listener=_FinishRevoked(self))
         self.dead_letters = KafkaProducer(

@@ -177,6 +177,8 @@ def create_topics(bootstrap: str, kafka: KafkaSettings) -> list[str]:
                 admin.create_topics(new)
             except TopicAlreadyExistsError:  # another process raced us; the topics exist, fine
                 pass
+        # A consumer that subscribes before the broker serves a new topic's metadata gets no partitions.
+        admin.wait_for_topics(list(wanted), timeout_ms=30_000)
         return sorted(wanted)
     finally:
         admin.close()
