@@ -87,7 +87,6 @@ class StoreWriter:
         self.kinds = {config.topics.predictions: "prediction", config.topics.feedback: "feedback"}
         self.buffers: dict[TopicPartition, list] = defaultdict(list)
         self.oldest: dict[TopicPartition, float] = {}
-        self.recovered: set[TopicPartition] = set()
         self.committed: dict[TopicPartition, int] = {}
         self.to_write: queue.Queue = queue.Queue(maxsize=in_flight)  # bounded: backpressure on the fetch loop
         self.written: queue.Queue[_Written | BaseException] = queue.Queue()
@@ -102,7 +101,13 @@ class StoreWriter:
             max_partition_fetch_bytes=8 * 1024 * 1024,
             metadata_max_age_ms=5000,  # see new partitions (and topics created after us) within seconds
         )
+        self.assigned: set[TopicPartition] = set()  # assigned by a rebalance, not yet rewound to their commit
+        self.assigned_lock = threading.Lock()
         self.consumer.subscribe(list(self.kinds), listener=_FinishRevoked(self))
+        # Know the partitions before the first join. Otherwise kafka-python 3.0.12 joins with no partitions, rejoins
+        # when the metadata arrives, and, when that rejoin outlasts a poll, never applies its assignment.
+        for topic in self.kinds:
+            self.consumer.partitions_for_topic(topic)
         self.dead_letters = KafkaProducer(
             bootstrap_servers=config.bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5
         )
@@ -122,11 +127,16 @@ class StoreWriter:
     def step(self, poll_timeout_ms: int = 200) -> int:
         """One poll; hand over every partition whose buffer is full or old; commit what is durable."""
         polled = self.consumer.poll(timeout_ms=poll_timeout_ms)
+        with self.assigned_lock:
+            assigned, self.assigned = self.assigned, set()
+        if assigned:  # read them again from their commits, whatever this poll or an earlier one returned
+            self._forget(assigned)
+            for partition in assigned:
+                self._recover(partition)
+                polled.pop(partition, None)
         now = time.monotonic()
         count = 0
         for partition, records in polled.items():
-            if partition not in self.recovered:
-                self._recover(partition)
             self.buffers[partition].extend(records)
             self.oldest.setdefault(partition, now)
             count += len(records)
@@ -159,13 +169,17 @@ class StoreWriter:
         so nothing is committed here. Files written but not committed are deleted
         and rewritten by the next owner's recovery; no write of ours outlives this call.
         """
+        with self.assigned_lock:
+            self.assigned.difference_update(partitions)
+        self._forget(partitions)
+
+    def _forget(self, partitions) -> None:
+        """Drop what is buffered for `partitions`, wait for in-flight writes, and never commit their results."""
         for partition in partitions:
             self.buffers.pop(partition, None)
             self.oldest.pop(partition, None)
-            self.recovered.discard(partition)
             self.committed.pop(partition, None)
         self.to_write.join()
-        # Results of those writes must never be committed, even if a partition comes back to us.
         kept = []
         while not self.written.empty():
             done = self.written.get_nowait()
@@ -174,9 +188,24 @@ class StoreWriter:
         for done in kept:
             self.written.put(done)
 
+    def rewind_assigned(self, partitions) -> None:
+        """Mark newly assigned partitions to be read again from their committed offsets.
+
+        kafka-python keeps a partition's position when a rebalance gives it back
+        to the same consumer; the records we had buffered for it were dropped at
+        revocation, so reading on from there would skip them. Called on
+        kafka-python's network thread: the rewind itself happens in `step`.
+        """
+        with self.assigned_lock:
+            self.assigned.update(partitions)
+
     def _recover(self, partition: TopicPartition) -> None:
-        """Delete files of `partition` written past its committed offset (a crash before the commit)."""
+        """Read `partition` from its committed offset; delete files written past it (a crash before the commit)."""
         committed = self.consumer.committed(partition)
+        if committed is None:
+            self.consumer.seek_to_beginning(partition)
+        else:
+            self.consumer.seek(partition, committed)
         committed = -1 if committed is None else committed
         folder = self.config.store_dir / STORE_DIRS[self.kinds[partition.topic]]
         prefix = f"{partition.topic}+{partition.partition}+"
@@ -186,7 +215,6 @@ class StoreWriter:
                 log.info("removing %s: written after the last commit, replaying it", path.name)
                 path.unlink()
         self.committed[partition] = max(committed, 0)
-        self.recovered.add(partition)
 
     def _hand_over(self, partition: TopicPartition) -> None:
         records = self.buffers.pop(partition)
@@ -269,7 +297,7 @@ class _FinishRevoked(ConsumerRebalanceListener):
         self.writer.finish_revoked(revoked)
 
     def on_partitions_assigned(self, assigned) -> None:
-        pass
+        self.writer.rewind_assigned(assigned)
 
 
 def _by_store_folder(kind: str, table: pa.Table):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -197,6 +198,35 @@ def test_two_processes_in_one_group_split_the_partitions(kafka, kafka_settings, 
         for process in processes:
             stop(process)
     assert all(process.returncode == 0 for process in processes)
+
+
+def test_records_buffered_when_a_rebalance_took_them_are_read_again_when_they_come_back(writer_config, kafka):
+    """kafka-python keeps a partition's position when a rebalance hands it back to the same consumer."""
+    writer = StoreWriter(dataclasses.replace(writer_config, batch_seconds=3600.0), CollectorRegistry())  # only buffer
+
+    def polled(check):
+        writer.step()
+        return check()
+
+    def buffered() -> int:
+        return sum(len(records) for records in writer.buffers.values())
+
+    documents = prediction_documents(2000)
+    produce(kafka, writer_config.topics.predictions, documents)
+    assert wait_until(lambda: polled(lambda: buffered() == 2000), 30, interval_s=0)
+    visitor = KafkaConsumer(writer_config.topics.predictions, bootstrap_servers=kafka, group_id=writer_config.group_id,
+                            enable_auto_commit=False)
+    try:  # the visitor joins: the writer's partitions are revoked and their buffers dropped
+        assert wait_until(lambda: polled(lambda: visitor.poll(timeout_ms=100) is not None and visitor.assignment()), 60)
+        assert buffered() < 2000
+    finally:
+        visitor.close()  # the visitor leaves: every partition comes back to the writer, at its old position
+    assert wait_until(lambda: polled(lambda: buffered() == 2000), 60, interval_s=0), "read again from the commit"
+    writer.flush_all()
+    writer.close()
+    store = Store(writer_config.store_dir)
+    assert stored_counts(store) == (2000, 2000)
+    assert sorted(store.predictions("churn")["event_id"].to_pylist()) == sorted(d["event_id"] for d in documents)
 
 
 def test_an_event_sent_twice_by_a_retrying_client_is_read_once(running_writer, writer_config, kafka):
