@@ -285,14 +285,7 @@ class DomainClassifierTest:
     ) -> tuple[float, float, float, float, np.ndarray]:
         """On the held-out rows: U, its null mean and variance, pairs, and pairs x the AUC drop per feature."""
         train, held = self._split(labels)
-        model = HistGradientBoostingClassifier(
-            max_iter=self.max_iter,
-            learning_rate=self.learning_rate,
-            max_leaf_nodes=self.max_leaf_nodes,
-            min_samples_leaf=self.min_samples_leaf,
-            early_stopping=False,
-            random_state=self._draw_seed(),
-        ).fit(features[train], labels[train])
+        model = self._classifier().fit(features[train], labels[train])
         x_held, y_held = features[held], labels[held]
         u, mean, var = _mann_whitney(_score(model, x_held), y_held)
         auc_drop = np.zeros(features.shape[1])
@@ -303,6 +296,51 @@ class DomainClassifierTest:
             auc_drop[j] = u - permuted_u
             shuffled[:, j] = x_held[:, j]
         return u, mean, var, 2.0 * mean, auc_drop
+
+    def current_probabilities(self, reference: Any, current: Any) -> np.ndarray:
+        """How likely each current row is to come from the current window rather than the reference one.
+
+        Cross-fitted, so no row is scored by a model that saw it: the current
+        rows are split in two halves, and each half is scored by a classifier
+        trained on the other half against the reference (each side subsampled to
+        `max_rows`). With balanced windows 0.5 means "looks like the reference
+        too"; near 1 means "only seen since". Curation uses it to favour inputs
+        from where the data drifted.
+
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> reference = rng.normal(size=(2000, 2))
+        >>> current = np.concatenate([rng.normal(size=(1000, 2)), rng.normal(size=(1000, 2)) + [4.0, 0.0]])
+        >>> p = DomainClassifierTest(seed=0).current_probabilities(reference, current)
+        >>> bool(p[1000:].mean() > 0.9 > 0.6 > p[:1000].mean())
+        True
+        """
+        _, ref, cur = _as_matrices(reference, current)
+        if min(len(ref), len(cur)) < self.min_rows:
+            raise ValueError(
+                f"too few rows to learn where the windows differ: {len(ref)} reference and {len(cur)} current, "
+                f"at least {self.min_rows} needed in each"
+            )
+        halves = np.array_split(self._rng.permutation(len(cur)), 2)
+        probabilities = np.empty(len(cur))
+        with threadpool_limits(limits=self.n_threads, user_api="openmp"):
+            for fit_rows, scored_rows in ((halves[0], halves[1]), (halves[1], halves[0])):
+                fit_ref, fit_cur = self._subsample(ref), self._subsample(cur[fit_rows])
+                features = np.concatenate([fit_ref, fit_cur])
+                labels = np.concatenate([np.zeros(len(fit_ref), dtype=np.int8), np.ones(len(fit_cur), dtype=np.int8)])
+                model = self._classifier().fit(features, labels, sample_weight=_balanced_weights(labels))
+                probabilities[scored_rows] = model.predict_proba(cur[scored_rows])[:, 1]
+        return probabilities
+
+    def _classifier(self) -> HistGradientBoostingClassifier:
+        return HistGradientBoostingClassifier(
+            max_iter=self.max_iter,
+            learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes,
+            min_samples_leaf=self.min_samples_leaf,
+            early_stopping=False,
+            random_state=self._draw_seed(),
+        )
 
     def _split(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Train and held-out row indices, holding out `test_fraction` of each window (at least one row each side)."""
@@ -321,6 +359,12 @@ class DomainClassifierTest:
         if self.max_rows is None or len(rows) <= self.max_rows:
             return rows
         return rows[np.sort(self._rng.choice(len(rows), size=self.max_rows, replace=False))]
+
+
+def _balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """Weights that give both windows equal total weight, so 0.5 means "either window" whatever their sizes."""
+    counts = np.bincount(labels, minlength=2).astype(np.float64)
+    return (len(labels) / (2.0 * counts))[labels]
 
 
 def _score(model: HistGradientBoostingClassifier, rows: np.ndarray) -> np.ndarray:
