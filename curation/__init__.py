@@ -1,3 +1,45 @@
 """Curation: active-learning strategies, budgeted selection, the labelling round trip, snapshots."""
 
-__all__: list[str] = []
+from curation.batches import Batch, BatchLedger
+from curation.budgeted import BatchRequest, select_batch
+from curation.labelling import (
+    EXPORT_FORMATS,
+    ImportedLabels,
+    LabelFileError,
+    export_batch,
+    label_studio_config,
+    read_labels,
+    send_labels,
+)
+from curation.pool import Pool
+from curation.predictor import Predictor, TorchPredictor
+from curation.selection import Selection
+from curation.snapshot import BALANCE_MODES, Snapshot, SnapshotSpec, build_snapshot, load_snapshot
+from curation.strategies import STRATEGIES, DomainScorer, Strategy, make_strategy
+
+__all__ = [
+    "BALANCE_MODES",
+    "EXPORT_FORMATS",
+    "STRATEGIES",
+    "Batch",
+    "BatchLedger",
+    "BatchRequest",
+    "DomainScorer",
+    "ImportedLabels",
+    "LabelFileError",
+    "Pool",
+    "Predictor",
+    "Selection",
+    "Snapshot",
+    "SnapshotSpec",
+    "Strategy",
+    "TorchPredictor",
+    "build_snapshot",
+    "export_batch",
+    "label_studio_config",
+    "load_snapshot",
+    "make_strategy",
+    "read_labels",
+    "select_batch",
+    "send_labels",
+]

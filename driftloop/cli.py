@@ -30,6 +30,11 @@ store_app = typer.Typer(help="A quick look at what is stored.", no_args_is_help=
 app.add_typer(store_app, name="store")
 drift_app = typer.Typer(help="Reference profiles, the drift monitor, Evidently reports.", no_args_is_help=True)
 app.add_typer(drift_app, name="drift")
+curate_app = typer.Typer(
+    help="Active learning: choose what to label within a budget, round-trip labels, snapshot training sets.",
+    no_args_is_help=True,
+)
+app.add_typer(curate_app, name="curate")
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model name, as in the prediction events.")]
 
@@ -230,6 +235,150 @@ def drift_reports(model: ModelOption, config: ConfigOption = None) -> None:
 
     for files in list_reports(reports_dir(setup(config), model)):
         console.print(f"{files.name}  {files.html}")
+
+
+@curate_app.command("select")
+def curate_select(
+    model: ModelOption,
+    config: ConfigOption = None,
+    budget: Annotated[int | None, typer.Option(min=1, help="Most inputs to send for labelling (default: settings).")] = None,
+    strategy: Annotated[str | None, typer.Option(
+        help="margin, least_confidence, entropy, k_center, cluster_margin, drift_targeted or random (default: settings)."
+    )] = None,
+    window: Annotated[str | None, typer.Option(help="How far back from --end the pool reaches (90s, 30m, 2h, 7d).")] = None,
+    end: Annotated[str | None, typer.Option(help="End of the pool's window, ISO 8601 (default: now).")] = None,
+    reference_window: Annotated[str | None, typer.Option(
+        help="drift_targeted: the reference is this long a window before --reference-end "
+             "(default: the sample of the model's drift profile)."
+    )] = None,
+    reference_end: Annotated[str | None, typer.Option(help="End of the reference window, ISO 8601.")] = None,
+    balanced: Annotated[bool | None, typer.Option(
+        "--balanced/--unbalanced", help="Hold each predicted class to an equal share of the batch.")] = None,
+    deduplicated: Annotated[bool | None, typer.Option(
+        "--deduplicated/--with-duplicates", help="Drop picks that look like a better-ranked pick.")] = None,
+) -> None:
+    """Choose the unlabelled predictions most worth labelling, within a budget, and record them as a batch.
+
+    An input is never chosen twice: every batch is recorded, and later selections skip what it holds.
+    """
+    from rich.progress import Progress
+
+    from driftloop.curation_service import batch_request, build_strategy, select
+
+    settings = setup(config)
+    defaults = settings.curation
+    until = moment(end)
+    reference = None
+    if reference_window is not None:
+        reference_until = moment(reference_end)
+        reference = (reference_until - duration(reference_window), reference_until)
+    window_length = duration(window) if window else timedelta(hours=defaults.window_hours)
+    stages = ["reading", "scoring", "selecting", "recording"]
+    try:
+        chosen = build_strategy(settings, strategy or defaults.strategy,
+                                defaults.balanced if balanced is None else balanced,
+                                defaults.deduplicated if deduplicated is None else deduplicated)
+        request = batch_request(settings, model, budget or defaults.budget, window_length, until)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("reading the pool", total=len(stages))
+
+            def on_stage(stage: str) -> None:
+                progress.update(task, completed=stages.index(stage), description=f"{stage} ({chosen.name})")
+
+            batch = select(settings, chosen, request, reference, on_stage)
+    except ValueError as error:
+        raise fail(error) from None
+    if batch is None:
+        console.print(f"nothing to select: no unlabelled predictions of {model!r} in the window that were not sent before")
+        return
+    table = Table(title=f"batch {batch.batch_id}: {len(batch)} inputs by {batch.strategy}")
+    for column in ("rank", "request_id", "score", "reason"):
+        table.add_column(column)
+    for row in batch.rows.select(["rank", "request_id", "selection_score", "reason"]).slice(0, 10).to_pylist():
+        table.add_row(str(row["rank"]), row["request_id"], f"{row['selection_score']:.4g}", row["reason"])
+    console.print(table)
+    console.print(f"recorded: {batch.path}\nexport it: driftloop curate export {batch.batch_id} --out labels.json")
+
+
+@curate_app.command("batches")
+def curate_batches(config: ConfigOption = None) -> None:
+    """List the batches sent for labelling."""
+    from driftloop.curation_service import ledger
+
+    rows = [batch.describe() for batch in ledger(setup(config)).batches()]
+    table = Table(title=f"{len(rows)} batches")
+    for column in ("batch_id", "model", "strategy", "size", "created_at"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row[column]) for column in ("batch_id", "model", "strategy", "size", "created_at")))
+    console.print(table)
+
+
+@curate_app.command("export")
+def curate_export(
+    batch_id: Annotated[str, typer.Argument(help="The batch, as `driftloop curate batches` lists it.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    config: ConfigOption = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="label-studio (JSON tasks), csv or parquet.")] = "label-studio",
+) -> None:
+    """Write a batch for annotators: Label Studio tasks with the model's answer as a pre-annotation, CSV or Parquet."""
+    from curation import export_batch
+    from driftloop.curation_service import ledger
+
+    try:
+        paths = export_batch(ledger(setup(config)).load(batch_id), out, fmt)
+    except ValueError as error:
+        raise fail(error) from None
+    console.print("\n".join(f"wrote {path}" for path in paths))
+    if fmt == "label-studio":
+        console.print("In Label Studio: create a project with the labelling config above, then import the tasks file.")
+
+
+@curate_app.command("import")
+def curate_import(
+    path: Annotated[Path, typer.Argument(help="A Label Studio JSON export, or a CSV with request_id and label columns.")],
+    config: ConfigOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the file; send nothing.")] = False,
+) -> None:
+    """Send annotators' labels to the feedback topic (source: annotator). A bad row stops it: nothing is sent."""
+    from curation import LabelFileError
+    from driftloop.curation_service import import_labels
+
+    settings = setup(config)
+    try:
+        with console.status("checking the file and sending its labels"):
+            labels, sent = import_labels(settings, path, dry_run)
+    except LabelFileError as error:
+        raise fail(error) from None
+    console.print(f"{len(labels.events)} labels checked, {sent} sent to {settings.kafka.topic('feedback')}; "
+                  f"{labels.unlabelled_rows} rows not labelled yet")
+
+
+@curate_app.command("snapshot")
+def curate_snapshot(
+    model: ModelOption,
+    config: ConfigOption = None,
+    reference: Annotated[Path | None, typer.Option(
+        help="Parquet file of the original training data: a label column and feature.<name> columns.")] = None,
+    since: Annotated[str | None, typer.Option(help="Take labelled predictions this recent (90s, 30m, 2h, 7d); default all.")] = None,
+    end: Annotated[str | None, typer.Option(help="...up to this time, ISO 8601 (default: now).")] = None,
+    balance: Annotated[str | None, typer.Option(help="none, or undersample to the rarest class (default: settings).")] = None,
+    max_per_class: Annotated[int | None, typer.Option(min=1, help="Cap on rows of any one class.")] = None,
+) -> None:
+    """Write the training set of a retrain as a versioned snapshot: reference data plus labelled feedback."""
+    from driftloop.curation_service import snapshot
+
+    settings = setup(config)
+    until = moment(end)
+    try:
+        with console.status("building the snapshot"):
+            built = snapshot(settings, model, until - duration(since) if since else None, until, reference,
+                             balance or settings.curation.snapshot_balance, max_per_class)
+    except ValueError as error:
+        raise fail(error) from None
+    manifest = built.manifest
+    console.print(f"snapshot {built.snapshot_id}: {manifest['rows']} rows, per class {manifest['rows_per_class']}, "
+                  f"per source {manifest['rows_per_source']}\n-> {built.folder}")
 
 
 @app.command("config")

@@ -144,6 +144,19 @@ class DriftSettings(_Part):
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
 
 
+class CurationSettings(_Part):
+    """Active learning (`driftloop curate`): defaults for selecting batches and building snapshots."""
+
+    strategy: str = "margin"  # checked when a batch is selected: one of curation.STRATEGIES
+    budget: Annotated[int, Field(ge=1)] = 100
+    window_hours: Annotated[float, Field(gt=0)] = 24.0
+    balanced: bool = False
+    deduplicated: bool = False
+    label_horizon_hours: Annotated[float, Field(gt=0)] = 168.0
+    snapshot_balance: Literal["none", "undersample"] = "none"
+    seed: int = 0  # of the random strategies and of snapshot class balancing
+
+
 class Settings(BaseSettings):
     """Everything driftloop can be told. See docs/configuration.md."""
 
@@ -165,6 +178,7 @@ class Settings(BaseSettings):
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
+    curation: CurationSettings = Field(default_factory=CurationSettings)
 
     # Set only while load_settings() builds an instance: the TOML file to read beneath the environment.
     _config_file: ClassVar[Path | None] = None

@@ -1,0 +1,142 @@
+"""The record of every batch sent for labelling, so that no input is ever sent twice.
+
+A batch is one Parquet file under the ledger's folder, named by its id and
+written whole or not at all: the selected store rows (features, the model's
+output) with each pick's `rank`, `selection_score` and `reason`, and the strategy, model,
+window and time in the file's metadata. The file is what `export` reads, so a
+batch can be exported again, in any format, at any time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from collector.store_writer import write_durably
+from curation.selection import Selection
+
+__all__ = ["Batch", "BatchLedger"]
+
+METADATA_KEY = b"driftloop.batch"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One recorded batch: its id, where it lies, what chose it, and its rows (best first)."""
+
+    batch_id: str
+    path: Path
+    model: str
+    strategy: str
+    budget: int
+    created_at: datetime
+    window_start: datetime | None
+    window_end: datetime | None
+    rows: pa.Table
+
+    def __len__(self) -> int:
+        return self.rows.num_rows
+
+    def describe(self) -> dict:
+        """What a batch is, without its rows (the file's metadata, and what `curate batches` lists)."""
+        return {
+            "batch_id": self.batch_id,
+            "model": self.model,
+            "strategy": self.strategy,
+            "budget": self.budget,
+            "size": len(self),
+            "created_at": self.created_at.isoformat(),
+            "window_start": self.window_start.isoformat() if self.window_start else None,
+            "window_end": self.window_end.isoformat() if self.window_end else None,
+        }
+
+
+class BatchLedger:
+    """The batches under one folder. `lock()` serialises select-and-record between processes."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the ledger's file lock: two selections at once would pick the same rows."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def record(
+        self,
+        selection: Selection,
+        pool_rows: pa.Table,
+        model: str,
+        budget: int,
+        window_start: datetime | None = None,
+        window_end: datetime | None = None,
+        now: datetime | None = None,
+    ) -> Batch:
+        """Write the picks of `selection` (rows of `pool_rows`, matched by event_id) as a new batch."""
+        created_at = (now or datetime.now(UTC)).astimezone(UTC)
+        position = {event_id: i for i, event_id in enumerate(pool_rows["event_id"].to_pylist())}
+        missing = [event_id for event_id in selection.ids if event_id not in position]
+        if missing:
+            raise ValueError(f"selected ids not in the pool's rows: {missing[:5]}")
+        # The store has a `score` column of its own (the model's output): the pick's is `selection_score`.
+        picks = selection.to_table().drop_columns(["event_id"]).rename_columns(["rank", "selection_score", "reason"])
+        chosen = pool_rows.take([position[event_id] for event_id in selection.ids])
+        rows = pa.Table.from_arrays([*picks.columns, *chosen.columns], names=[*picks.column_names, *chosen.column_names])
+        digest = hashlib.sha256("\n".join(selection.ids).encode()).hexdigest()[:8]
+        batch_id = f"{created_at:%Y%m%dT%H%M%SZ}-{digest}"
+        batch = Batch(batch_id, self.folder / f"{batch_id}.parquet", model, selection.strategy, budget,
+                      created_at, window_start, window_end, rows)
+        metadata = {METADATA_KEY: json.dumps(batch.describe()).encode()}
+        write_durably(rows.replace_schema_metadata(metadata), batch.path)
+        return batch
+
+    def batches(self) -> list[Batch]:
+        """Every recorded batch, oldest first."""
+        return [self.load(path.stem) for path in sorted(self.folder.glob("*.parquet"))]
+
+    def load(self, batch_id: str) -> Batch:
+        path = self.folder / f"{batch_id}.parquet"
+        if not path.exists():
+            known = sorted(p.stem for p in self.folder.glob("*.parquet"))
+            raise ValueError(f"no batch {batch_id!r} in {self.folder}; recorded batches: {known[-10:]}")
+        rows = pq.read_table(path)
+        meta = json.loads(rows.schema.metadata[METADATA_KEY])
+        return Batch(
+            batch_id=meta["batch_id"],
+            path=path,
+            model=meta["model"],
+            strategy=meta["strategy"],
+            budget=int(meta["budget"]),
+            created_at=datetime.fromisoformat(meta["created_at"]),
+            window_start=_time(meta["window_start"]),
+            window_end=_time(meta["window_end"]),
+            rows=rows.replace_schema_metadata(None),
+        )
+
+    def selected_request_ids(self) -> set[str]:
+        """Request ids of every input ever put in a batch."""
+        return {
+            request_id
+            for path in self.folder.glob("*.parquet")
+            for request_id in pq.read_table(path, columns=["request_id"])["request_id"].to_pylist()
+        }
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
