@@ -4,8 +4,10 @@ For now: a model server logs predictions and feedback through Kafka, the
 collector writes them exactly once into the Parquet store, Prometheus scrapes
 the collector; then the inputs drift, the drift monitor sees it against a
 profile of the earlier traffic, Prometheus shows the gauges and Evidently
-writes a report; a Ray Train job learns from the labelled predictions read
-back from the store. Later issues add curation and the promotion gate.
+writes a report; curation picks the drifted inputs most worth labelling,
+annotators label them through a Label Studio export, their labels come back
+through Kafka, and a versioned snapshot of the labelled data is what a Ray
+Train job learns from. A later issue adds the promotion gate.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from rich.console import Console
 from rich.progress import track
 
 from collector import EventLogger, PredictionOutput, Store, StoreWriter, StoreWriterConfig
+from curation import SnapshotSpec, build_snapshot, export_batch
 from drift import DomainClassifierTest, DriftMetrics, DriftMonitor, MonitorConfig, ReferenceProfile
 from drift.report import write_report
+from driftloop.curation_service import batch_request, build_strategy, import_labels, select, snapshots_dir
 from driftloop.drift_service import window_with_labels
 from driftloop.ray_cluster import connect_ray
 from driftloop.services import serve_metrics
@@ -140,12 +144,13 @@ def run_demo(settings: Settings, count: int, console: Console) -> None:
     wait_for(lambda: shifted_ids <= set(store.predictions(MODEL, reference_end)["request_id"].to_pylist()),
              60, "the shifted traffic in the store")
     show_drift(settings, store, reference_start, reference_end, console)
+    built = curate(settings, store, reference_start, reference_end, console)
     stop.set()
     writing.join(timeout=30)
 
-    console.rule(f"6. train on the labelled predictions, on Ray ({settings.ray.num_workers} workers)")
+    console.rule(f"7. train on snapshot {built.snapshot_id}, on Ray ({settings.ray.num_workers} workers)")
     data_path = settings.data_dir / "demo" / "train.npz"
-    training_set(labelled, data_path)
+    training_set(built.read(), data_path)
     connect_ray(settings.ray)
     result = train(TrainConfig(data_path=str(data_path), epochs=3), settings.ray.num_workers, settings.data_dir / "ray")
     console.print(
@@ -180,9 +185,49 @@ def show_drift(settings: Settings, store: Store, reference_start: datetime, refe
     console.print(f"report: {files.html}")
 
 
-def training_set(labelled: pa.Table, path: Path) -> None:
-    """Feature columns and true labels of labelled predictions, as an .npz for the trainer."""
-    x = np.column_stack([labelled[f"feature.{name}"].to_numpy() for name in FEATURES]).astype(np.float32)
-    y = np.asarray(labelled["true_label"].to_pylist(), dtype=np.int64)
+def curate(settings: Settings, store: Store, reference_start: datetime, reference_end: datetime, console: Console):
+    """Label the drifted inputs most worth it, round-trip them through a Label Studio file, snapshot the result."""
+    console.rule("6. curation: label where the data drifted")
+    now = datetime.now(UTC)
+    strategy = build_strategy(settings, "drift_targeted", balanced=True, deduplicated=False)
+    request = batch_request(settings, MODEL, 100, now - reference_end, now)
+    batch = select(settings, strategy, request, reference_window=(reference_start, reference_end))
+    if batch is None:
+        raise RuntimeError("no unlabelled predictions of the drifted traffic to select from")
+    console.print(f"batch {batch.batch_id}: {len(batch)} inputs by {batch.strategy}, e.g. {batch.rows['reason'][0]}")
+    tasks_file = settings.data_dir / "demo" / "label-studio-tasks.json"
+    export_batch(batch, tasks_file, "label-studio")
+    export_file = tasks_file.with_name("label-studio-export.json")
+    export_file.write_text(json.dumps(annotated(json.loads(tasks_file.read_text()))))
+    labels, sent = import_labels(settings, export_file)
+    console.print(f"annotators labelled the tasks in {tasks_file.name}; {sent} labels sent to Kafka as feedback")
+    wanted = {event.request_id for event in labels.events}
+    wait_for(lambda: wanted <= set(annotator_labels(store)), 60, "the annotators' labels in the store")
+    built = build_snapshot(store, SnapshotSpec(model=MODEL, since=reference_start), snapshots_dir(settings))
+    console.print(f"snapshot {built.snapshot_id}: {built.manifest['rows']} rows, per source {built.manifest['rows_per_source']}")
+    return built
+
+
+def annotated(tasks: list[dict]) -> list[dict]:
+    """Label Studio's JSON export, once careful annotators (who know the true rule) have labelled every task."""
+    weights = np.random.default_rng(0).normal(size=len(FEATURES))
+    for number, task in enumerate(tasks, start=1):
+        row = np.array([task["data"]["features"][name] for name in FEATURES])
+        choice = str(int(row @ weights > 0))
+        task["annotations"] = [{"id": number, "was_cancelled": False, "updated_at": datetime.now(UTC).isoformat(),
+                                "result": [{"from_name": "label", "to_name": "input", "type": "choices",
+                                            "value": {"choices": [choice]}}]}]
+    return tasks
+
+
+def annotator_labels(store: Store) -> list[str]:
+    labelled = store.labelled(MODEL)
+    return labelled.filter(pc.equal(labelled["feedback_source"], "annotator"))["request_id"].to_pylist()
+
+
+def training_set(snapshot: pa.Table, path: Path) -> None:
+    """Feature columns and labels of a snapshot, as an .npz for the trainer."""
+    x = np.column_stack([snapshot[f"feature.{name}"].to_numpy() for name in FEATURES]).astype(np.float32)
+    y = np.asarray(snapshot["label"].to_pylist(), dtype=np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, x=x, y=y)
