@@ -6,10 +6,10 @@ import numpy as np
 
 from curation.pool import Pool
 from curation.selection import Selection
-from curation.strategies.base import Strategy
+from curation.strategies.base import Guard, Strategy
 
 
-class ClassBalanced(Strategy):
+class ClassBalanced(Guard):
     """Wraps a strategy so that each predicted class gets at most ``ceil(max_share * budget)`` picks.
 
     Uncertainty strategies love the classes the model confuses and starve the
@@ -29,18 +29,16 @@ class ClassBalanced(Strategy):
     ('u', 'v', 'y', 'z')
     """
 
+    suffix = "balanced"
+
     def __init__(self, inner: Strategy, max_share: float | None = None, oversample: float = 5.0) -> None:
         if max_share is not None and not 0.0 < max_share <= 1.0:
             raise ValueError(f"'max_share' must be in (0, 1], got {max_share!r}")
-        if not oversample >= 1.0:
-            raise ValueError(f"'oversample' must be at least 1, got {oversample!r}")
-        self.inner = inner
+        super().__init__(inner, oversample)
         self.max_share = max_share
-        self.oversample = oversample
-        self.name = f"{inner.name}+balanced"
 
     def _select(self, pool: Pool, budget: int) -> Selection:
-        ranked = self.inner.select(pool, min(len(pool), int(np.ceil(self.oversample * budget))))
+        ranked = self.ranked(pool, budget)
         predicted = dict(zip(pool.ids.tolist(), pool.predicted().tolist(), strict=True))
         share = self.max_share if self.max_share is not None else 1.0 / len(pool.classes)
         quota = int(np.ceil(share * budget))

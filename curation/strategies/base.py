@@ -51,6 +51,22 @@ class ScoringStrategy(Strategy):
         """One short sentence per picked row."""
 
 
+class Guard(Strategy):
+    """A strategy around another: it asks `inner` for ``oversample * budget`` ranked picks and keeps some."""
+
+    suffix: str
+
+    def __init__(self, inner: Strategy, oversample: float) -> None:
+        if not oversample >= 1.0:
+            raise ValueError(f"'oversample' must be at least 1, got {oversample!r}")
+        self.inner = inner
+        self.oversample = oversample
+        self.name = f"{inner.name}+{self.suffix}"
+
+    def ranked(self, pool: Pool, budget: int) -> Selection:
+        return self.inner.select(pool, min(len(pool), int(np.ceil(self.oversample * budget))))
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k highest scores, highest first, ties by index: O(n) partition, then a sort of k."""
     if k >= len(scores):

@@ -6,10 +6,10 @@ import numpy as np
 
 from curation.pool import Pool
 from curation.selection import Selection
-from curation.strategies.base import Strategy, standardised
+from curation.strategies.base import Guard, Strategy, standardised
 
 
-class NearDuplicateFilter(Strategy):
+class NearDuplicateFilter(Guard):
     """Wraps a strategy and drops any pick within `radius` of a better-ranked pick.
 
     Logs repeat themselves (retries, bots, the same customer twice) and an
@@ -29,18 +29,16 @@ class NearDuplicateFilter(Strategy):
     ('a', 'c')
     """
 
+    suffix = "deduplicated"
+
     def __init__(self, inner: Strategy, radius: float = 0.05, oversample: float = 3.0) -> None:
         if not radius >= 0.0:
             raise ValueError(f"'radius' must be >= 0, got {radius!r}")
-        if not oversample >= 1.0:
-            raise ValueError(f"'oversample' must be at least 1, got {oversample!r}")
-        self.inner = inner
+        super().__init__(inner, oversample)
         self.radius = radius
-        self.oversample = oversample
-        self.name = f"{inner.name}+deduplicated"
 
     def _select(self, pool: Pool, budget: int) -> Selection:
-        ranked = self.inner.select(pool, min(len(pool), int(np.ceil(self.oversample * budget))))
+        ranked = self.ranked(pool, budget)
         row_of = {event_id: row for row, event_id in enumerate(pool.ids.tolist())}
         rows = np.array([row_of[event_id] for event_id in ranked.ids])
         space = pool.embeddings if pool.embeddings is not None else standardised(pool.features)
