@@ -88,9 +88,9 @@ def build_snapshot(store: Store, spec: SnapshotSpec, folder: Path, reference: pa
         parts.insert(0, _from_reference(reference))
     if not parts:
         raise ValueError(f"nothing to snapshot: no reference rows and no labelled predictions of {spec.model!r} in the window")
-    table = _aligned(parts)
+    # A canonical order first, so that the seeded class balancing depends on the content alone.
+    table = _aligned(parts).sort_by([("source", "ascending"), ("timestamp", "ascending"), ("event_id", "ascending")])
     table = _balanced(table, spec)
-    table = table.sort_by([("source", "ascending"), ("timestamp", "ascending"), ("event_id", "ascending")])
     content = _content_hash(table)
     snapshot_id = "snap-" + hashlib.sha256(f"{content}\n{json.dumps(spec.to_dict(), sort_keys=True)}".encode()).hexdigest()[:16]
     target = Path(folder) / snapshot_id
@@ -128,7 +128,10 @@ def _from_reference(reference: pa.Table) -> pa.Table:
     if "label" not in reference.column_names:
         raise ValueError(f"the reference data needs a 'label' column; it has {reference.column_names}")
     rows = reference.num_rows
-    event_ids = reference["event_id"] if "event_id" in reference.column_names else pa.array([f"reference-{i}" for i in range(rows)])
+    if "event_id" in reference.column_names:
+        event_ids = reference["event_id"]
+    else:
+        event_ids = pa.array([f"reference-{i}" for i in range(rows)])
     timestamps = (reference["timestamp"] if "timestamp" in reference.column_names
                   else pa.nulls(rows, pa.timestamp("us", tz="UTC")))
     return pa.table({
@@ -158,19 +161,19 @@ def _aligned(parts: list[pa.Table]) -> pa.Table:
 
 def _balanced(table: pa.Table, spec: SnapshotSpec) -> pa.Table:
     """At most `max_per_class` rows per class, and as many as the rarest class has with undersampling."""
-    labels = table["label"].to_numpy(zero_copy_only=False)
-    classes, counts = np.unique(labels.astype(str), return_counts=True)
+    labels = table["label"].to_numpy(zero_copy_only=False).astype(str)
+    classes, counts = np.unique(labels, return_counts=True)
     keep = int(counts.min()) if spec.balance == "undersample" else int(counts.max())
     if spec.max_per_class is not None:
         keep = min(keep, spec.max_per_class)
     if keep >= counts.max():
         return table
-    order = np.lexsort((table["event_id"].to_numpy(zero_copy_only=False).astype(str), table["source"].to_numpy(zero_copy_only=False).astype(str)))
-    table = table.take(order)  # a canonical order first, so the seeded draw depends only on the content
-    labels = labels[order].astype(str)
     rng = np.random.default_rng(spec.seed)
-    rows = [rng.choice(np.flatnonzero(labels == c), size=min(keep, n), replace=False) for c, n in zip(classes, counts, strict=True)]
-    return table.take(np.sort(np.concatenate(rows)))
+    rows = [
+        rng.choice(np.flatnonzero(labels == label), size=min(keep, count), replace=False)
+        for label, count in zip(classes, counts, strict=True)
+    ]
+    return table.take(np.sort(np.concatenate(rows)))  # in the canonical order still
 
 
 def _content_hash(table: pa.Table) -> str:

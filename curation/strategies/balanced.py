@@ -54,8 +54,11 @@ class ClassBalanced(Guard):
             if len(keep) == budget:
                 break
         filled = overflow[: budget - len(keep)]
-        reasons = [ranked.reasons[r] + f"; predicted {predicted[ranked.ids[r]]}" for r in keep]
-        reasons += [ranked.reasons[r] + f"; predicted {predicted[ranked.ids[r]]} (over quota: too few of other classes)" for r in filled]
+        reasons = [f"{ranked.reasons[r]}; predicted {predicted[ranked.ids[r]]}" for r in keep]
+        reasons += [
+            f"{ranked.reasons[r]}; predicted {predicted[ranked.ids[r]]} (over quota: too few of other classes)"
+            for r in filled
+        ]
         rows = keep + filled
         return Selection(
             self.name, tuple(ranked.ids[r] for r in rows), tuple(ranked.scores[r] for r in rows), tuple(reasons)

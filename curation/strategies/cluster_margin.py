@@ -49,7 +49,10 @@ class ClusterMargin(Strategy):
     def _select(self, pool: Pool, budget: int) -> Selection:
         margin = margins(pool.require_probabilities(self.name))
         candidates = top_k(-margin, min(len(pool), int(np.ceil(self.candidates_per_pick * budget))))
-        points = pool.embeddings[candidates] if pool.embeddings is not None else standardised(pool.features)[candidates]
+        if pool.embeddings is not None:
+            points = pool.embeddings[candidates]
+        else:
+            points = standardised(pool.features[candidates], like=pool.features)
         clusters = MiniBatchKMeans(
             n_clusters=budget, n_init=1, batch_size=4096, random_state=int(self._rng.integers(2**31 - 1))
         ).fit_predict(points.astype(np.float32))

@@ -41,8 +41,7 @@ class NearDuplicateFilter(Guard):
         ranked = self.ranked(pool, budget)
         row_of = {event_id: row for row, event_id in enumerate(pool.ids.tolist())}
         rows = np.array([row_of[event_id] for event_id in ranked.ids])
-        space = pool.embeddings if pool.embeddings is not None else standardised(pool.features)
-        points = space[rows]
+        points = pool.embeddings[rows] if pool.embeddings is not None else standardised(pool.features[rows], like=pool.features)
         kept: list[int] = []
         for rank, point in enumerate(points):
             if kept and np.sqrt(((points[kept] - point) ** 2).sum(axis=1)).min() <= self.radius:
