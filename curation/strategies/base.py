@@ -34,12 +34,15 @@ class Strategy(ABC):
 class ScoringStrategy(Strategy):
     """A strategy that scores every row on its own and takes the highest scores.
 
-    Ties are broken by pool order, so a selection is reproducible.
+    Ties are broken by pool order, so a selection is reproducible. Scores
+    closer than 1e-9 tie: a saturated model (every p near 1) differs from row
+    to row by rounding noise alone, and ranking on that noise is no better
+    than pool order, only less predictable.
     """
 
     def _select(self, pool: Pool, budget: int) -> Selection:
         scores = self.scores(pool)
-        top = top_k(scores, budget)
+        top = top_k(np.round(scores, 9), budget)
         return Selection.of(self.name, pool.ids, top, scores[top], self.reasons(pool, top))
 
     @abstractmethod
