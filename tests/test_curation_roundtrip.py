@@ -135,7 +135,8 @@ def test_select_export_label_import_and_the_labels_join_their_predictions(traffi
     assert "40 labels checked, 40 sent" in imported.stdout and "10 rows not labelled yet" in imported.stdout
 
     def annotated() -> dict:
-        rows = store.labelled("churn").filter(pa.compute.equal(store.labelled("churn")["feedback_source"], "annotator"))
+        labelled = store.labelled("churn")  # read once: the writer may store more between two reads
+        rows = labelled.filter(pa.compute.equal(labelled["feedback_source"], "annotator"))
         return dict(zip(rows["request_id"].to_pylist(), rows["true_label"].to_pylist(), strict=True))
 
     assert wait_until(lambda: annotated() == truth, 30), "the labels appear joined to their predictions"
