@@ -20,8 +20,10 @@ class ADWIN(DriftDetector):
     with :math:`m` the harmonic mean of the two lengths (less ``min_window_length``).
     The window is stored as an exponential histogram (at most ``max_buckets``
     buckets of each size 1, 2, 4, ...), so memory and time per check are
-    :math:`O(\log |W|)`. After a cut the newer part is kept, as in the paper
-    (River instead empties the whole window after an alarm).
+    :math:`O(\log |W|)`. After an alarm the window is emptied, as River does, so
+    one change raises one alarm; with ``reset_on_drift=False`` the newer part is
+    kept, as in the paper, and the detector may alarm two or three times more
+    while it cuts away the rest of the old level.
 
     Input: any real values, typically error bits (1 = error) or scores in [0, 1];
     the bound assumes bounded values.
@@ -38,6 +40,9 @@ class ADWIN(DriftDetector):
         Shortest sub-window a split may leave on either side.
     grace_period
         No test before the window holds this many samples.
+    reset_on_drift
+        Empty the window after an alarm (one alarm per change); False keeps the
+        newer sub-window (the paper's adaptive window, for estimating the mean).
 
     Examples
     --------
@@ -46,10 +51,13 @@ class ADWIN(DriftDetector):
     >>> rng = np.random.default_rng(7)
     >>> errors = np.r_[rng.random(1000) < 0.1, rng.random(1000) < 0.4].astype(int)
     >>> ADWIN().update_many(errors)
+    [1055]
+    >>> ADWIN(reset_on_drift=False).update_many(errors)
     [1055, 1119, 1215]
 
-    The first alarm comes 55 samples after the change (River's ADWIN also alarms at
-    1055); the next two cut away what is left of the old error rate.
+    The alarm comes 55 samples after the change (River's ADWIN also alarms at
+    1055); keeping the newer sub-window, the next two cuts drop what is left of
+    the old error rate.
 
     References
     ----------
@@ -65,6 +73,7 @@ class ADWIN(DriftDetector):
         max_buckets: int = 5,
         min_window_length: int = 5,
         grace_period: int = 10,
+        reset_on_drift: bool = True,
     ) -> None:
         super().__init__()
         check_in_range("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
@@ -77,6 +86,7 @@ class ADWIN(DriftDetector):
         self.max_buckets = max_buckets
         self.min_window_length = min_window_length
         self.grace_period = grace_period
+        self.reset_on_drift = reset_on_drift
         self._restart()
 
     def _restart(self) -> None:
@@ -105,6 +115,8 @@ class ADWIN(DriftDetector):
         self._tick += 1
         if self._tick % self.clock == 0 and self._width > self.grace_period:
             self._drift_detected = self._cut()
+            if self._drift_detected and self.reset_on_drift:
+                self._restart()
         return self
 
     def _insert(self, x: float) -> None:
