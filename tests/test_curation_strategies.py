@@ -8,7 +8,7 @@ from scipy.spatial.distance import cdist
 from sklearn.datasets import load_digits, load_iris
 from sklearn.linear_model import LogisticRegression
 
-from curation import STRATEGIES, Pool, make_strategy
+from curation import STRATEGIES, Pool, Predictor, TorchPredictor, make_strategy
 from curation.strategies import ClassBalanced, KCenterGreedy, MarginSampling, NearDuplicateFilter
 from drift import DomainClassifierTest
 
@@ -158,3 +158,21 @@ def test_cluster_margin_spreads_uncertain_picks_over_regions(digits_pool):
     candidates = set(make_strategy("margin").select(digits_pool, 300).ids)
     assert set(hybrid.ids) <= candidates, "every pick is among the 10 x budget least certain rows"
     assert spread(hybrid.ids) > spread(margin.ids)
+
+
+def test_a_pytorch_model_scores_a_pool_through_the_predictor_protocol(digits_pool):
+    """A module mapping features to logits, wrapped, gives what a scikit-learn classifier gives: probabilities."""
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.Linear(64, 10)
+    predictor = TorchPredictor(module, classes=list(range(10)), batch_rows=100)
+    assert isinstance(predictor, Predictor)
+    scored = digits_pool.scored_by(predictor)
+    assert scored.probabilities.shape == (len(digits_pool), 10)
+    assert np.allclose(scored.probabilities.sum(axis=1), 1.0)
+    with torch.no_grad():
+        expected = torch.softmax(module(torch.as_tensor(digits_pool.features[:5], dtype=torch.float32)), dim=1)
+    assert np.allclose(scored.probabilities[:5], expected.numpy(), atol=1e-6)
+    assert scored.classes == tuple(str(c) for c in range(10))
+    assert len(make_strategy("margin").select(scored, 10)) == 10
