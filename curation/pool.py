@@ -105,7 +105,7 @@ class Pool:
 
     def predicted(self) -> np.ndarray:
         """The most probable class of each row (needs probabilities)."""
-        return np.asarray(self.classes, dtype=object)[np.argmax(self.require_probabilities("class"), axis=1)]
+        return np.asarray(self.classes, dtype=object)[np.argmax(self.require_probabilities("balanced"), axis=1)]
 
     def require_probabilities(self, strategy: str) -> np.ndarray:
         if self.probabilities is None:
