@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import duckdb
 import numpy as np
 import orjson
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from collector.schemas import decode
 from collector.store import Store
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -95,3 +97,23 @@ def wait_until(check, timeout_s: float, interval_s: float = 0.5):
             return result
         time.sleep(interval_s)
     return check()
+
+
+def event_ids_in(bootstrap: str, topic: str, kind: str) -> Counter:
+    """How often each event id is in `topic` now: everything up to the end offsets at the time of the call."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        ids, deadline = Counter(), time.monotonic() + 30
+        while any(consumer.position(tp) < end[tp] for tp in partitions) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                for record in records:
+                    event = decode(kind, record.value)
+                    assert record.key == event.request_id.encode(), "keyed by request id"
+                    ids[event.event_id] += 1
+        return ids
+    finally:
+        consumer.close()

@@ -8,7 +8,6 @@ import signal
 import threading
 import time
 import uuid
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -16,14 +15,13 @@ import httpx
 import orjson
 import pytest
 import uvicorn
-from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector import Topics, create_app, decode
+from collector import Topics, create_app
 from driftloop.settings import KafkaSettings
 from driftloop.stack import create_topics, free_port
-from events import feedback_for, prediction_documents
+from events import event_ids_in, feedback_for, prediction_documents
 
 API_KEY = "test-api-key-0123456789"
 
@@ -64,24 +62,6 @@ def api(kafka):
         yield Api(client, kafka, settings.topics())
 
 
-def event_ids_in(bootstrap: str, topic: str, kind: str) -> Counter:
-    """How often each event id is in `topic` now: everything up to the end offsets at the time of the call."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        ids, deadline = Counter(), time.monotonic() + 30
-        while any(consumer.position(tp) < end[tp] for tp in partitions) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    event = decode(kind, record.value)
-                    assert record.key == event.request_id.encode(), "keyed by request id"
-                    ids[event.event_id] += 1
-        return ids
-    finally:
-        consumer.close()
 
 
 def post(api: Api, path: str, body, **kwargs) -> httpx.Response:

@@ -6,7 +6,6 @@ import time
 from collections import Counter
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from collector import (
@@ -16,31 +15,10 @@ from collector import (
     FeedbackEvent,
     InvalidEvent,
     PredictionEvent,
-    PredictionOutput,
     Topics,
-    decode,
 )
 from driftloop.stack import free_port
-
-
-def event_ids_in(bootstrap: str, topic: str, kind: str) -> Counter:
-    """How often each event id is in `topic`, up to its end offsets at the time of the call."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        ids, deadline = Counter(), time.monotonic() + 30
-        while any(consumer.position(tp) < end[tp] for tp in partitions) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    event = decode(kind, record.value)
-                    assert record.key == event.request_id.encode(), "keyed by request id"
-                    ids[event.event_id] += 1
-        return ids
-    finally:
-        consumer.close()
+from events import event_ids_in
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
