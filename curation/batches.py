@@ -61,7 +61,11 @@ class Batch:
 
 
 class BatchLedger:
-    """The batches under one folder. `lock()` serialises select-and-record between processes."""
+    """The batches under one folder. `lock()` serialises select-and-record between processes.
+
+    The lock is a POSIX file lock: it holds on one machine or a shared POSIX file
+    system, not on object storage.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
