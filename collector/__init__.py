@@ -1,6 +1,7 @@
 """Collects what the model sees and says, and what users say back: schemas, Kafka I/O, the store."""
 
 from collector.api import NotAcknowledged, create_app, serve
+from collector.durable import durable_producer
 from collector.metrics import ApiMetrics, ProducerMetrics, StoreWriterMetrics
 from collector.producer import OVERFLOW_POLICIES, BufferFull, EventLogger
 from collector.schemas import (
@@ -26,6 +27,7 @@ __all__ = [
     "EventLogger",
     "NotAcknowledged",
     "create_app",
+    "durable_producer",
     "serve",
     "TOPICS",
     "ApiMetrics",

@@ -36,6 +36,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from collector.durable import durable_producer
 from collector.metrics import ApiMetrics
 from collector.schemas import FeedbackEvent, PredictionEvent, encode
 from collector.topics import Topics
@@ -189,11 +190,9 @@ class _Publisher:
     def start(self, topics: list[str]) -> None:
         """Connect, and learn the partitions of `topics` now, so that `send` never waits for metadata."""
         timeout_ms = int(self.ack_timeout_s * 1000)
-        self._producer = KafkaProducer(
-            bootstrap_servers=self.bootstrap_servers,
+        self._producer = durable_producer(
+            self.bootstrap_servers,
             client_id=self.client_id,
-            acks="all",
-            enable_idempotence=True,
             compression_type="lz4",
             linger_ms=self.linger_ms,
             delivery_timeout_ms=timeout_ms,

@@ -28,6 +28,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+from collector.durable import durable_producer
 from collector.metrics import ProducerMetrics
 from collector.schemas import FeedbackEvent, PredictionEvent, encode, invalid_event
 from collector.topics import Topics
@@ -185,11 +186,9 @@ class EventLogger:
     def _connect(self) -> KafkaProducer | None:
         while not self._stopping.is_set():
             try:
-                return KafkaProducer(
-                    bootstrap_servers=self.bootstrap_servers,
+                return durable_producer(
+                    self.bootstrap_servers,
                     client_id=self.client_id,
-                    acks="all",
-                    enable_idempotence=True,
                     compression_type="lz4",
                     linger_ms=self.linger_ms,
                     batch_size=self.batch_bytes,

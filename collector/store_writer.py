@@ -33,11 +33,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError
 from prometheus_client import CollectorRegistry
 
 from collector.columnar import ParsedBatch, parse_batch
+from collector.durable import durable_producer
 from collector.metrics import StoreWriterMetrics
 from collector.topics import Topics
 
@@ -108,9 +109,7 @@ class StoreWriter:
         # when the metadata arrives, and, when that rejoin outlasts a poll, never applies its assignment.
         for topic in self.kinds:
             self.consumer.partitions_for_topic(topic)
-        self.dead_letters = KafkaProducer(
-            bootstrap_servers=config.bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5
-        )
+        self.dead_letters = durable_producer(config.bootstrap_servers, linger_ms=5)
         self.writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
         self.writer.start()
 

@@ -24,8 +24,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from kafka import KafkaProducer
-
+from collector.durable import durable_producer
 from collector.schemas import FeedbackEvent, encode
 from curation.batches import Batch, BatchLedger
 
@@ -130,7 +129,7 @@ def read_labels(path: Path, ledger: BatchLedger, now: datetime | None = None) ->
 
 def send_labels(bootstrap_servers: str, topic: str, events: tuple[FeedbackEvent, ...], timeout_s: float = 60.0) -> int:
     """Send feedback events to Kafka and wait until every one is acknowledged (acks=all); the count sent."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=20)
+    producer = durable_producer(bootstrap_servers, linger_ms=20)
     try:
         futures = [producer.send(topic, key=e.request_id.encode(), value=encode(e)) for e in events]
         producer.flush(timeout=timeout_s)

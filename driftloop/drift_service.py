@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
+from collector.durable import durable_producer
 from collector.store import Store
 from drift.monitor import DriftMetrics, DriftMonitor, MonitorConfig
 from drift.multivariate import DomainClassifierTest
@@ -59,7 +59,7 @@ def run_monitor(settings: Settings, model: str) -> None:
     if not (folder / "profile.json").is_file():
         raise FileNotFoundError(f"no reference profile for {model!r} in {folder}: run `driftloop drift profile --model {model}`")
     drift = settings.drift
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap(), acks="all")
+    producer = durable_producer(settings.kafka_bootstrap())
     topic = settings.kafka.topic("drift-events")
     monitor = DriftMonitor(
         MonitorConfig(model, timedelta(minutes=drift.window_minutes), drift.interval_s, drift.min_rows,
