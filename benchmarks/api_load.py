@@ -30,9 +30,9 @@ from fastapi import FastAPI
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from collector.api import create_app, serve
-from collector.schemas import FeedbackEvent
-from collector.topics import Topics
+from driftloop.collector.api import create_app, serve
+from driftloop.collector.schemas import FeedbackEvent
+from driftloop.collector.topics import Topics
 from driftloop.settings import load_settings
 from driftloop.stack import LocalStack, free_port
 from driftloop.stack.process import require_tool

@@ -14,18 +14,17 @@ import argparse
 import json
 import multiprocessing
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
-
-import sys
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
 
-from collector.store_writer import StoreWriter, StoreWriterConfig
-from collector.topics import Topics
+from driftloop.collector.store_writer import StoreWriter, StoreWriterConfig
+from driftloop.collector.topics import Topics
 from driftloop.settings import load_settings
 from driftloop.stack import LocalStack, create_topics, free_port
 

@@ -30,7 +30,7 @@ from river.datasets import synth
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from drift.sequential import ADWIN, CUSUM, DDM, PageHinkley
+from driftloop.drift.sequential import ADWIN, CUSUM, DDM, PageHinkley
 
 N, DRIFT, WIDTH, HORIZON = 10_000, 5_000, 60, 1_000
 SEEDS = range(30)

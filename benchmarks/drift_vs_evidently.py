@@ -56,7 +56,7 @@ def peak_rss_mb() -> float:
 
 
 def build_profile(rows: int, folder: str, queue) -> None:
-    from drift.profile import ReferenceProfile
+    from driftloop.drift.profile import ReferenceProfile
 
     reference = frame(rows, 1, shifted=False)
     start = time.perf_counter()
@@ -65,8 +65,8 @@ def build_profile(rows: int, folder: str, queue) -> None:
 
 
 def run_driftloop(rows: int, folder: str, queue) -> None:
-    from drift.profile import ReferenceProfile
-    from drift.window import WindowDrift
+    from driftloop.drift.profile import ReferenceProfile
+    from driftloop.drift.window import WindowDrift
 
     current = frame(rows, 2, shifted=True)
     start = time.perf_counter()

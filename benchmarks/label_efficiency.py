@@ -79,9 +79,9 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from curation.pool import Pool  # noqa: E402
-from curation.strategies import STRATEGIES, Strategy, make_strategy  # noqa: E402
-from drift.multivariate import DomainClassifierTest  # noqa: E402
+from driftloop.curation.pool import Pool  # noqa: E402
+from driftloop.curation.strategies import STRATEGIES, Strategy, make_strategy  # noqa: E402
+from driftloop.drift.multivariate import DomainClassifierTest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "label_efficiency.json"

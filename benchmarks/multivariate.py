@@ -34,7 +34,7 @@ import numpy as np
 from scipy.stats import ks_2samp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from drift.multivariate import DomainClassifierTest  # noqa: E402
+from driftloop.drift.multivariate import DomainClassifierTest  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "multivariate.json"
 FEATURES = 20

@@ -61,9 +61,9 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from curation.pool import Pool  # noqa: E402
-from curation.strategies import STRATEGIES, Strategy, make_strategy  # noqa: E402
-from drift.multivariate import DomainClassifierTest  # noqa: E402
+from driftloop.curation.pool import Pool  # noqa: E402
+from driftloop.curation.strategies import STRATEGIES, Strategy, make_strategy  # noqa: E402
+from driftloop.drift.multivariate import DomainClassifierTest  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "selection_speed.json"
 FEATURES = 20

@@ -1,10 +1,17 @@
-"""Collects what the model sees and says, and what users say back: schemas, Kafka I/O, the store."""
+"""Collects what the model sees and says, and what users say back: schemas, Kafka I/O, the store.
 
-from collector.api import NotAcknowledged, create_app, serve
-from collector.durable import durable_producer
-from collector.metrics import ApiMetrics, ProducerMetrics, StoreWriterMetrics
-from collector.producer import OVERFLOW_POLICIES, BufferFull, EventLogger
-from collector.schemas import (
+`import driftloop.collector` is light: a model server that only logs predictions needs the
+schemas and `EventLogger` (pydantic, kafka-python, prometheus-client). The server side (the
+ingestion API, the store writer, the store reader) needs the `collector` extra (FastAPI,
+pyarrow, DuckDB) and is imported when one of its names is first used.
+"""
+
+from importlib import import_module
+
+from driftloop.collector.durable import durable_producer
+from driftloop.collector.metrics import ApiMetrics, ProducerMetrics, StoreWriterMetrics
+from driftloop.collector.producer import OVERFLOW_POLICIES, BufferFull, EventLogger
+from driftloop.collector.schemas import (
     SCHEMAS,
     Event,
     FeedbackEvent,
@@ -17,9 +24,23 @@ from collector.schemas import (
     encode,
     from_dict,
 )
-from collector.store import Store
-from collector.store_writer import StoreWriter, StoreWriterConfig
-from collector.topics import TOPICS, Topics
+from driftloop.collector.topics import TOPICS, Topics
+
+_SERVER_SIDE = {
+    "NotAcknowledged": "api",
+    "create_app": "api",
+    "serve": "api",
+    "Store": "store",
+    "StoreWriter": "store_writer",
+    "StoreWriterConfig": "store_writer",
+}
+
+
+def __getattr__(name: str):
+    if name in _SERVER_SIDE:
+        return getattr(import_module(f"{__name__}.{_SERVER_SIDE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "OVERFLOW_POLICIES",

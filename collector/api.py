@@ -36,10 +36,10 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from collector.durable import durable_producer
-from collector.metrics import ApiMetrics
-from collector.schemas import FeedbackEvent, PredictionEvent, encode
-from collector.topics import Topics
+from driftloop.collector.durable import durable_producer
+from driftloop.collector.metrics import ApiMetrics
+from driftloop.collector.schemas import FeedbackEvent, PredictionEvent, encode
+from driftloop.collector.topics import Topics
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from collector.schemas import InvalidEvent, decode
+from driftloop.collector.schemas import InvalidEvent, decode
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 AWARE_ISO8601 = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}(:?\d{2})?)$"

@@ -28,10 +28,10 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from collector.durable import durable_producer
-from collector.metrics import ProducerMetrics
-from collector.schemas import FeedbackEvent, PredictionEvent, encode, invalid_event
-from collector.topics import Topics
+from driftloop.collector.durable import durable_producer
+from driftloop.collector.metrics import ProducerMetrics
+from driftloop.collector.schemas import FeedbackEvent, PredictionEvent, encode, invalid_event
+from driftloop.collector.topics import Topics
 
 log = logging.getLogger(__name__)
 

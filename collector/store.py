@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from collector.store_writer import STORE_DIRS
+from driftloop.collector.store_writer import STORE_DIRS
 
 FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
@@ -46,6 +46,9 @@ class Store:
     def models(self) -> list[str]:
         folder = self.store_dir / STORE_DIRS["prediction"]
         return sorted(urllib.parse.unquote(p.name.removeprefix("model=")) for p in folder.glob("model=*"))
+
+    def has_feedback(self) -> bool:
+        return self._scan("feedback") is not None
 
     def predictions(self, model: str, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
         """Predictions of `model` with timestamps in [start, end), oldest first, each event once."""

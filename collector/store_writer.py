@@ -37,10 +37,10 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, T
 from kafka.errors import CommitFailedError
 from prometheus_client import CollectorRegistry
 
-from collector.columnar import ParsedBatch, parse_batch
-from collector.durable import durable_producer
-from collector.metrics import StoreWriterMetrics
-from collector.topics import Topics
+from driftloop.collector.columnar import ParsedBatch, parse_batch
+from driftloop.collector.durable import durable_producer
+from driftloop.collector.metrics import StoreWriterMetrics
+from driftloop.collector.topics import Topics
 
 log = logging.getLogger(__name__)
 

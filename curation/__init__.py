@@ -1,8 +1,8 @@
 """Curation: active-learning strategies, budgeted selection, the labelling round trip, snapshots."""
 
-from curation.batches import Batch, BatchLedger
-from curation.budgeted import BatchRequest, select_batch
-from curation.labelling import (
+from driftloop.curation.batches import Batch, BatchLedger
+from driftloop.curation.budgeted import BatchRequest, select_batch
+from driftloop.curation.labelling import (
     EXPORT_FORMATS,
     ImportedLabels,
     LabelFileError,
@@ -11,11 +11,11 @@ from curation.labelling import (
     read_labels,
     send_labels,
 )
-from curation.pool import Pool
-from curation.predictor import Predictor, TorchPredictor
-from curation.selection import Selection
-from curation.snapshot import BALANCE_MODES, Snapshot, SnapshotSpec, build_snapshot, load_snapshot
-from curation.strategies import STRATEGIES, DomainScorer, Strategy, make_strategy
+from driftloop.curation.pool import Pool
+from driftloop.curation.predictor import Predictor, TorchPredictor
+from driftloop.curation.selection import Selection
+from driftloop.curation.snapshot import BALANCE_MODES, Snapshot, SnapshotSpec, build_snapshot, load_snapshot
+from driftloop.curation.strategies import STRATEGIES, DomainScorer, Strategy, make_strategy
 
 __all__ = [
     "BALANCE_MODES",

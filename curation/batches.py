@@ -21,8 +21,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from collector.store_writer import write_durably
-from curation.selection import Selection
+from driftloop.collector.store_writer import write_durably
+from driftloop.curation.selection import Selection
 
 __all__ = ["Batch", "BatchLedger"]
 

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collector.store import Store
-from curation.batches import Batch, BatchLedger
-from curation.pool import Pool, feature_matrix, numeric_features
-from curation.predictor import Predictor
-from curation.strategies.base import Strategy
+from driftloop.collector.store import Store
+from driftloop.curation.batches import Batch, BatchLedger
+from driftloop.curation.pool import Pool, feature_matrix, numeric_features
+from driftloop.curation.predictor import Predictor
+from driftloop.curation.strategies.base import Strategy
 
 __all__ = ["BatchRequest", "select_batch"]
 

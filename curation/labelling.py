@@ -24,9 +24,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from collector.durable import durable_producer
-from collector.schemas import FeedbackEvent, encode
-from curation.batches import Batch, BatchLedger
+
+from driftloop.collector.durable import durable_producer
+from driftloop.collector.schemas import FeedbackEvent, encode
+from driftloop.curation.batches import Batch, BatchLedger
 
 __all__ = [
     "EXPORT_FORMATS", "LabelFileError", "ImportedLabels", "export_batch", "read_labels", "send_labels",

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.predictor import Predictor
+from driftloop.curation.predictor import Predictor
 
 __all__ = ["Pool", "feature_matrix"]
 

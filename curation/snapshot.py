@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from collector.store import Store
-from collector.store_writer import write_durably
+from driftloop.collector.store import Store
+from driftloop.collector.store_writer import write_durably
 
 __all__ = ["BALANCE_MODES", "Snapshot", "SnapshotSpec", "build_snapshot", "load_snapshot"]
 

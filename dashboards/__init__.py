@@ -1,5 +1,5 @@
 """Grafana dashboards as code, Prometheus alert rules and Alertmanager config."""
 
-from dashboards.alerting import alertmanager_config, rule_files
+from driftloop.dashboards.alerting import alertmanager_config, rule_files
 
 __all__ = ["alertmanager_config", "rule_files"]

@@ -10,7 +10,7 @@ RULE_FILES = ("driftloop-rules.yml",)
 
 def rule_files() -> list[Path]:
     """Paths of the shipped alert rule files (for `rule_files` in a Prometheus config)."""
-    folder = resources.files("dashboards") / "alerts"
+    folder = resources.files("driftloop.dashboards") / "alerts"
     return [Path(str(folder / name)) for name in RULE_FILES]
 
 

@@ -1,12 +1,12 @@
 """Drift detection: reference profiles, window statistics, sequential detectors, the monitor."""
 
-from drift.monitor import DriftMetrics, DriftMonitor, MonitorConfig, MonitorRun
-from drift.multivariate import DomainClassifierTest, MultivariateResult
-from drift.profile import ReferenceProfile
-from drift.results import DriftResult
-from drift.sequential import DETECTORS, make_detector
-from drift.stats import STATISTICS, get_statistic
-from drift.window import WindowDrift, WindowResult
+from driftloop.drift.monitor import DriftMetrics, DriftMonitor, MonitorConfig, MonitorRun
+from driftloop.drift.multivariate import DomainClassifierTest, MultivariateResult
+from driftloop.drift.profile import ReferenceProfile
+from driftloop.drift.results import DriftResult
+from driftloop.drift.sequential import DETECTORS, make_detector
+from driftloop.drift.stats import STATISTICS, get_statistic
+from driftloop.drift.window import WindowDrift, WindowResult
 
 __all__ = [
     "DETECTORS",

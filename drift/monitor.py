@@ -26,10 +26,10 @@ import pyarrow.compute as pc
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from collector.store import Store
-from drift.multivariate import DomainClassifierTest, MultivariateResult
-from drift.profile import ReferenceProfile
-from drift.window import WindowDrift, WindowResult
+from driftloop.collector.store import Store
+from driftloop.drift.multivariate import DomainClassifierTest, MultivariateResult
+from driftloop.drift.profile import ReferenceProfile
+from driftloop.drift.window import WindowDrift, WindowResult
 
 log = logging.getLogger(__name__)
 

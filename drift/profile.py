@@ -288,7 +288,7 @@ def infer_kind(column) -> str | None:
         return "numeric"
     if pd.api.types.is_integer_dtype(dtype):
         return "categorical" if series.nunique() <= INTEGER_CARDINALITY_LIMIT else "numeric"
-    if pd.api.types.is_string_dtype(dtype) or dtype == object:
+    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
         present = series.dropna()
         if len(present) == 0:
             return None

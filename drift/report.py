@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from drift.profile import infer_kind, profiled_columns
+from driftloop.drift.profile import infer_kind, profiled_columns
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 

@@ -22,7 +22,7 @@ n              numeric                     categorical
 `method="auto"`, which is otherwise identical.
 
 >>> import numpy as np, pandas as pd
->>> from drift.profile import ReferenceProfile
+>>> from driftloop.drift.profile import ReferenceProfile
 >>> rng = np.random.default_rng(1)
 >>> reference = pd.DataFrame({"x": rng.normal(size=2000), "y": rng.normal(size=2000)})
 >>> window = pd.DataFrame({"x": rng.normal(size=500), "y": rng.normal(1.0, size=500)})
@@ -41,10 +41,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from drift.profile import FeatureProfile, NumericFeature, ReferenceProfile, _column, _column_names, profiled_columns
-from drift.results import DriftResult
-from drift.stats import STATISTICS, get_statistic
-from drift.stats._base import current_counts
+from driftloop.drift.profile import (
+    FeatureProfile,
+    NumericFeature,
+    ReferenceProfile,
+    _column,
+    _column_names,
+    profiled_columns,
+)
+from driftloop.drift.results import DriftResult
+from driftloop.drift.stats import STATISTICS, get_statistic
+from driftloop.drift.stats._base import current_counts
 
 CORRECTIONS = (None, "bonferroni", "bh")
 METHODS = ("auto", "evidently", *STATISTICS)
@@ -171,7 +178,7 @@ class WindowDrift:
 def evidently_choice(feature: FeatureProfile, cleaned) -> str:
     """Evidently 0.7's default statistic for this column (`_get_default_stattest`), with 'chisquare' for its chi-square.
 
-    >>> from drift.profile import CategoricalFeature
+    >>> from driftloop.drift.profile import CategoricalFeature
     >>> evidently_choice(CategoricalFeature("c", ("a", "b", "c"), (400, 300, 300), 0), (("a", "b"), (5, 5)))
     'chisquare'
     >>> evidently_choice(CategoricalFeature("c", ("a", "b", "c"), (800, 300, 300), 0), (("a", "b"), (5, 5)))

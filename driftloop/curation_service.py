@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from collector.store import Store
-from curation import (
+from driftloop.collector.store import Store
+from driftloop.curation import (
     Batch,
     BatchLedger,
     BatchRequest,
@@ -24,19 +24,14 @@ from curation import (
     select_batch,
     send_labels,
 )
-from drift.multivariate import DomainClassifierTest
-from driftloop.drift_service import SAMPLE_FILE, profile_dir
+from driftloop.layout import SAMPLE_FILE, batches_dir, profile_dir, snapshots_dir
 from driftloop.settings import Settings
 
 SEEDED = ("random", "k_center", "cluster_margin")
 
 
 def ledger(settings: Settings) -> BatchLedger:
-    return BatchLedger(settings.data_dir / "curation" / "batches")
-
-
-def snapshots_dir(settings: Settings) -> Path:
-    return settings.data_dir / "snapshots"
+    return BatchLedger(batches_dir(settings))
 
 
 def build_strategy(settings: Settings, name: str, balanced: bool, deduplicated: bool) -> Strategy:
@@ -45,6 +40,8 @@ def build_strategy(settings: Settings, name: str, balanced: bool, deduplicated: 
     if name in SEEDED:
         params["seed"] = settings.curation.seed
     if name == "drift_targeted":
+        from driftloop.drift.multivariate import DomainClassifierTest  # scikit-learn: only when it is used
+
         params["domain_scorer"] = DomainClassifierTest(seed=settings.curation.seed)
     return make_strategy(name, balanced=balanced, deduplicated=deduplicated, **params)
 
@@ -92,7 +89,7 @@ def snapshot(
     max_per_class: int | None,
 ) -> Snapshot:
     spec = SnapshotSpec(
-        model=model, since=since, until=until, label_horizon_hours=settings.curation.label_horizon_hours,
+        model=model, since=since, until=until, label_horizon_hours=settings.label_horizon_hours,
         balance=balance, max_per_class=max_per_class, seed=settings.curation.seed,
     )
     table = pq.read_table(reference) if reference is not None else None
@@ -101,4 +98,4 @@ def snapshot(
 
 def batch_request(settings: Settings, model: str, budget: int, window: timedelta, end: datetime) -> BatchRequest:
     return BatchRequest(model=model, budget=budget, start=end - window, end=end,
-                        label_horizon=timedelta(hours=settings.curation.label_horizon_hours))
+                        label_horizon=settings.label_horizon)

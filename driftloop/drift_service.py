@@ -11,29 +11,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from prometheus_client import CollectorRegistry
 
-from collector.durable import durable_producer
-from collector.store import Store
-from drift.monitor import DriftMetrics, DriftMonitor, MonitorConfig
-from drift.multivariate import DomainClassifierTest
-from drift.profile import ReferenceProfile
-from drift.report import ReportFiles, write_report
-from drift.sequential import make_detector
-from drift.window import WindowDrift
+from driftloop.collector.durable import durable_producer
+from driftloop.collector.store import Store
+from driftloop.drift.monitor import DriftMetrics, DriftMonitor, MonitorConfig
+from driftloop.drift.multivariate import DomainClassifierTest
+from driftloop.drift.profile import ReferenceProfile
+from driftloop.drift.report import ReportFiles, write_report
+from driftloop.drift.sequential import make_detector
+from driftloop.drift.window import WindowDrift
+from driftloop.layout import SAMPLE_FILE, profile_dir, reports_dir
 from driftloop.services import serve_metrics, stop_on_signals
 from driftloop.settings import Settings
 
 log = logging.getLogger(__name__)
-SAMPLE_FILE = "reference_sample.parquet"
-
-
-def profile_dir(settings: Settings, model: str) -> Path:
-    return settings.data_dir / "profiles" / model.replace("/", "%2F")
-
-
-def reports_dir(settings: Settings, model: str) -> Path:
-    return settings.data_dir / "reports" / model.replace("/", "%2F")
-
-
 def window_with_labels(store: Store, model: str, start: datetime, end: datetime, horizon: timedelta) -> pa.Table:
     """Every prediction of the window, with `true_label` where feedback came (null elsewhere)."""
     labelled = store.labelled(model, start, end, horizon)
@@ -43,7 +33,7 @@ def window_with_labels(store: Store, model: str, start: datetime, end: datetime,
 
 def build_profile(settings: Settings, model: str, start: datetime, end: datetime) -> tuple[Path, ReferenceProfile]:
     """Profile a window of the store and keep a sample of its rows for the multivariate test."""
-    horizon = timedelta(hours=settings.drift.label_horizon_hours)
+    horizon = settings.label_horizon
     table = window_with_labels(Store(settings.store_dir), model, start, end, horizon)
     if table.num_rows == 0:
         raise ValueError(f"no predictions of model {model!r} between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC")
@@ -63,7 +53,7 @@ def run_monitor(settings: Settings, model: str) -> None:
     topic = settings.kafka.topic("drift-events")
     monitor = DriftMonitor(
         MonitorConfig(model, timedelta(minutes=drift.window_minutes), drift.interval_s, drift.min_rows,
-                      timedelta(hours=drift.label_horizon_hours)),
+                      settings.label_horizon),
         Store(settings.store_dir),
         ReferenceProfile.load(folder),
         WindowDrift(method=drift.method, drift_share=drift.drift_share, correction=drift.correction),
@@ -86,7 +76,7 @@ def make_report(settings: Settings, model: str, window: timedelta, end: datetime
     folder = profile_dir(settings, model)
     if not (folder / SAMPLE_FILE).is_file():
         raise FileNotFoundError(f"no reference for {model!r} in {folder}: run `driftloop drift profile --model {model}`")
-    horizon = timedelta(hours=settings.drift.label_horizon_hours)
+    horizon = settings.label_horizon
     current = window_with_labels(Store(settings.store_dir), model, end - window, end, horizon)
     if current.num_rows == 0:
         raise ValueError(f"no predictions of model {model!r} in the {window} before {end:%Y-%m-%d %H:%M} UTC")

@@ -8,7 +8,7 @@ import threading
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from collector.store_writer import StoreWriter, StoreWriterConfig
+from driftloop.collector.store_writer import StoreWriter, StoreWriterConfig
 from driftloop.settings import Settings
 from driftloop.stack import register_scrape_target
 
@@ -56,14 +56,14 @@ def run_store_writer(settings: Settings) -> None:
 
 
 def run_api(settings: Settings) -> None:
-    from collector.api import create_app, serve
+    from driftloop.collector.api import create_app, serve
 
     registry = CollectorRegistry()
     app = create_app(
         bootstrap_servers=settings.kafka_bootstrap(),
         topics=settings.kafka.topics(),
         registry=registry,
-        api_key=settings.api.api_key,
+        api_key=settings.api.api_key.get_secret_value() if settings.api.api_key else None,
         max_body_bytes=settings.api.max_body_bytes,
     )
     announce_to_prometheus(settings, "api", f"{settings.api.host}:{settings.api.port}")

@@ -11,10 +11,12 @@ Sources, strongest first: keyword arguments, environment variables
 from __future__ import annotations
 
 import os
+import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,9 +24,16 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from collector.topics import TOPICS, Topics
+from driftloop.collector.topics import TOPICS, Topics
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+# The choices of the drift and curation packages, spelt out here so that reading the settings
+# imports neither (tests/test_settings.py checks they match drift's and curation's registries).
+DriftMethod = Literal["auto", "evidently", "ks", "wasserstein", "psi", "jensenshannon", "chisquare",
+                      "chisquare_evidently", "z"]
+DetectorName = Literal["adwin", "page_hinkley", "ddm", "cusum"]
+StrategyName = Literal["random", "least_confidence", "margin", "entropy", "k_center", "cluster_margin",
+                       "drift_targeted"]
 
 
 class _Part(BaseModel):
@@ -124,7 +133,7 @@ class ApiSettings(_Part):
 
     host: str = "127.0.0.1"
     port: Port = 18000
-    api_key: str | None = Field(default=None, min_length=16)
+    api_key: SecretStr | None = Field(default=None, min_length=16)
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
 
 
@@ -134,12 +143,11 @@ class DriftSettings(_Part):
     window_minutes: Annotated[float, Field(gt=0)] = 60.0
     interval_s: Annotated[float, Field(gt=0)] = 60.0
     min_rows: Annotated[int, Field(ge=1)] = 50
-    method: str = "auto"
+    method: DriftMethod = "auto"
     drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
     correction: Literal["bonferroni", "bh"] | None = None
     multivariate: bool = True
-    detectors: list[str] = Field(default_factory=lambda: ["adwin", "ddm"])
-    label_horizon_hours: Annotated[float, Field(gt=0)] = 168.0
+    detectors: list[DetectorName] = Field(default_factory=lambda: ["adwin", "ddm"])
     reference_sample_rows: Annotated[int, Field(ge=100)] = 10_000
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
 
@@ -147,12 +155,11 @@ class DriftSettings(_Part):
 class CurationSettings(_Part):
     """Active learning (`driftloop curate`): defaults for selecting batches and building snapshots."""
 
-    strategy: str = "margin"  # checked when a batch is selected: one of curation.STRATEGIES
+    strategy: StrategyName = "margin"
     budget: Annotated[int, Field(ge=1)] = 100
     window_hours: Annotated[float, Field(gt=0)] = 24.0
     balanced: bool = False
     deduplicated: bool = False
-    label_horizon_hours: Annotated[float, Field(gt=0)] = 168.0
     snapshot_balance: Literal["none", "undersample"] = "none"
     seed: int = 0  # of the random strategies and of snapshot class balancing
 
@@ -169,7 +176,10 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path(".driftloop/data")
-    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Feedback counts as the label of a prediction only when it came within this many hours of it;
+    # the monitor's accuracy, curation's pool and the training snapshots all read labels so.
+    label_horizon_hours: Annotated[float, Field(gt=0)] = 168.0
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
@@ -206,6 +216,10 @@ class Settings(BaseSettings):
     def store_dir(self) -> Path:
         return self.data_dir / "store"
 
+    @property
+    def label_horizon(self) -> timedelta:
+        return timedelta(hours=self.label_horizon_hours)
+
     def kafka_bootstrap(self) -> str:
         """The brokers to talk to: the configured ones, or the local stack's."""
         return self.kafka.bootstrap_servers or f"127.0.0.1:{self.stack.kafka_port}"
@@ -230,12 +244,14 @@ def load_settings(config_file: Path | None = None, **overrides) -> Settings:
     Settings._config_file = config_file
     try:
         return Settings(**overrides)
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"config file {config_file} is not valid TOML: {error}") from None
     except ValidationError as error:
         lines = []
         for problem in error.errors():
             dotted = ".".join(str(part) for part in problem["loc"])
             variable = "DRIFTLOOP_" + "__".join(str(p) for p in problem["loc"]).upper()
             lines.append(f"setting {dotted} ({variable}): {problem['msg']}")
-        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+        raise SettingsError("invalid settings: " + "; ".join(lines)) from None
     finally:
         Settings._config_file = None

@@ -1,5 +1,5 @@
 """Retraining: Ray Train jobs that rebuild the PyTorch model (triggers, registry, shadow and gate to come)."""
 
-from retrain.training import MLPClassifier, TrainConfig, load_model, save_model, train, train_func
+from driftloop.retrain.training import MLPClassifier, TrainConfig, load_model, save_model, train, train_func
 
 __all__ = ["MLPClassifier", "TrainConfig", "load_model", "save_model", "train", "train_func"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -10,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import numpy as np
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from collector.schemas import decode
-from collector.store import Store
+from driftloop.collector.schemas import decode
+from driftloop.collector.store import Store
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -117,3 +119,41 @@ def event_ids_in(bootstrap: str, topic: str, kind: str) -> Counter:
         return ids
     finally:
         consumer.close()
+
+
+def run_cli(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`driftloop ARGS` in a subprocess, as a user runs it; stdout and stderr captured as text."""
+    return subprocess.run([sys.executable, "-m", "driftloop.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def group_caught_up(bootstrap: str, group_id: str, topic: str) -> bool:
+    """True when `group_id` has committed every partition of `topic` up to its end: nothing is left to write."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        committed = admin.list_group_offsets({group_id: None})[group_id]
+        end = consumer.end_offsets(partitions)
+        return all(tp in committed and committed[tp].offset == end[tp] for tp in partitions)
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def group_members_with_partitions(bootstrap: str, group_id: str) -> int:
+    """How many members of `group_id` hold at least one partition (a stable group has finished its join)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        group = admin.describe_groups([group_id])[group_id]
+        if group["group_state"] != "Stable":
+            return 0
+        return sum(1 for member in group["members"] if _assigned_partitions(member))
+    finally:
+        admin.close()
+
+
+def _assigned_partitions(member: dict) -> int:
+    """Partitions in one member of kafka-python's describe_groups answer (its decoded ConsumerAssignment)."""
+    assignment = member.get("member_assignment") or {}
+    return sum(len(topic["partitions"]) for topic in assignment.get("assigned_partitions", []))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+
 import yaml
 from prometheus_client import CollectorRegistry
 
-from collector.metrics import ApiMetrics, ProducerMetrics, StoreWriterMetrics
-from dashboards import rule_files
-from drift.monitor import DriftMetrics
+from driftloop.collector.metrics import ApiMetrics, ProducerMetrics, StoreWriterMetrics
+from driftloop.dashboards import rule_files
+from driftloop.drift.monitor import DriftMetrics
 
 
 def exported_names() -> set[str]:

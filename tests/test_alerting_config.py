@@ -8,7 +8,7 @@ import urllib.request
 
 import yaml
 
-from dashboards import alertmanager_config, rule_files
+from driftloop.dashboards import alertmanager_config, rule_files
 
 
 def test_promtool_accepts_the_rules():

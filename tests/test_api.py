@@ -15,13 +15,13 @@ import httpx
 import orjson
 import pytest
 import uvicorn
+from events import event_ids_in, feedback_for, prediction_documents
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector import Topics, create_app
+from driftloop.collector import Topics, create_app
 from driftloop.settings import KafkaSettings
 from driftloop.stack import create_topics, free_port
-from events import event_ids_in, feedback_for, prediction_documents
 
 API_KEY = "test-api-key-0123456789"
 
@@ -208,7 +208,7 @@ def test_metrics_count_accepted_events_responses_and_latency(api):
     post(api, "/v1/feedback", {"request_id": "r-1"})  # 422
     after = scrape()
 
-    assert [b - a for a, b in zip(before, after)] == [3, 1, 2]
+    assert [b - a for a, b in zip(before, after, strict=True)] == [3, 1, 2]
 
 
 def test_openapi_documents_both_post_routes(api):

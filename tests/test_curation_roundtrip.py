@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 from datetime import timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from events import START, feedback_for, prediction_documents, produce, run_cli, stored_counts, wait_until
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from collector.store import Store
-from collector.store_writer import StoreWriter, StoreWriterConfig
-from curation import SnapshotSpec, build_snapshot
-from events import START, feedback_for, prediction_documents, produce, stored_counts, wait_until
+from driftloop.collector.store import Store
+from driftloop.collector.store_writer import StoreWriter, StoreWriterConfig
+from driftloop.curation import SnapshotSpec, build_snapshot
 
 END = (START + timedelta(hours=1)).isoformat()
 
@@ -61,21 +59,15 @@ def env(kafka, kafka_settings, data_dir) -> dict:
     }
 
 
-def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "driftloop.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
-    return done
-
-
 def select(env: dict, budget: int, strategy: str = "margin") -> tuple[str, list[str]]:
     """Run `curate select`; the new batch's id and its request ids, best first."""
-    done = cli("curate", "select", "--model", "churn", "--budget", str(budget), "--strategy", strategy,
-               "--window", "2h", "--end", END, env=env)
+    done = run_cli("curate", "select", "--model", "churn", "--budget", str(budget), "--strategy", strategy,
+                   "--window", "2h", "--end", END, "--json", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
-    folder = f"{env['DRIFTLOOP_DATA_DIR']}/curation/batches"
-    newest = max(os.listdir(folder), key=lambda name: os.path.getmtime(f"{folder}/{name}"))
-    batch = pq.read_table(f"{folder}/{newest}")
-    return newest.removesuffix(".parquet"), batch["request_id"].to_pylist()
+    selected = json.loads(done.stdout)
+    assert [pick["request_id"] for pick in selected["picks"]] == pq.read_table(selected["batch"]["path"])[
+        "request_id"].to_pylist(), "the JSON lists the recorded batch, best first"
+    return selected["batch"]["batch_id"], [pick["request_id"] for pick in selected["picks"]]
 
 
 def feedback_end_offsets(kafka: str, topic: str) -> int:
@@ -112,7 +104,7 @@ def test_select_export_label_import_and_the_labels_join_their_predictions(traffi
     margins = {r: abs(2 * p["output"]["probabilities"]["1"] - 1) for r, p in by_request.items() if r not in labelled_already}
     assert max(margins[r] for r in chosen) <= min(m for r, m in margins.items() if r not in chosen)
 
-    exported = cli("curate", "export", batch_id, "--out", str(tmp_path / "tasks.json"), env=env)
+    exported = run_cli("curate", "export", batch_id, "--out", str(tmp_path / "tasks.json"), env=env)
     assert exported.returncode == 0, exported.stdout + exported.stderr
     tasks = json.loads((tmp_path / "tasks.json").read_text())
     assert [t["data"]["request_id"] for t in tasks] == chosen
@@ -124,13 +116,13 @@ def test_select_export_label_import_and_the_labels_join_their_predictions(traffi
     bad = annotate(tasks, {**truth, chosen[7]: "maybe"})
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     before = feedback_end_offsets(kafka, topic)
-    refused = cli("curate", "import", str(tmp_path / "bad.json"), env=env)
+    refused = run_cli("curate", "import", str(tmp_path / "bad.json"), env=env)
     assert refused.returncode == 1
-    assert "row 8" in refused.stdout and "'label'" in refused.stdout and "maybe" in refused.stdout
+    assert "row 8" in refused.stderr and "'label'" in refused.stderr and "maybe" in refused.stderr
     assert feedback_end_offsets(kafka, topic) == before, "nothing of a bad file is sent"
 
     (tmp_path / "done.json").write_text(json.dumps(annotate(tasks, truth)))
-    imported = cli("curate", "import", str(tmp_path / "done.json"), env=env)
+    imported = run_cli("curate", "import", str(tmp_path / "done.json"), env=env)
     assert imported.returncode == 0, imported.stdout + imported.stderr
     assert "40 labels checked, 40 sent" in imported.stdout and "10 rows not labelled yet" in imported.stdout
 
@@ -140,7 +132,7 @@ def test_select_export_label_import_and_the_labels_join_their_predictions(traffi
         return dict(zip(rows["request_id"].to_pylist(), rows["true_label"].to_pylist(), strict=True))
 
     assert wait_until(lambda: annotated() == truth, 30), "the labels appear joined to their predictions"
-    again = cli("curate", "import", str(tmp_path / "done.json"), env=env)
+    again = run_cli("curate", "import", str(tmp_path / "done.json"), env=env)
     assert again.returncode == 0
     assert wait_until(lambda: stored_counts(store, "feedback")[0] == 100 + 80, 30)
     assert len(store.feedback()) == 140, "a file imported twice is read once"
@@ -150,12 +142,12 @@ def test_select_export_label_import_and_the_labels_join_their_predictions(traffi
     assert len(second) == 600 - 100 - 50
 
     (tmp_path / "labels.csv").write_text("request_id,label\n" + "".join(f"{r},1\n" for r in second[:5]) + f"{second[5]},\n")
-    from_csv = cli("curate", "import", str(tmp_path / "labels.csv"), env=env)
+    from_csv = run_cli("curate", "import", str(tmp_path / "labels.csv"), env=env)
     assert from_csv.returncode == 0 and "5 labels checked, 5 sent" in from_csv.stdout
     stray = tmp_path / "stray.csv"
     stray.write_text("request_id,label\nnever-sent,1\n")
-    refused = cli("curate", "import", str(stray), env=env)
-    assert refused.returncode == 1 and "row 1" in refused.stdout and "'request_id'" in refused.stdout
+    refused = run_cli("curate", "import", str(stray), env=env)
+    assert refused.returncode == 1 and "row 1" in refused.stderr and "'request_id'" in refused.stderr
 
 
 def test_snapshot_ids_are_stable_and_change_with_any_input(traffic, kafka, kafka_settings, data_dir, tmp_path):

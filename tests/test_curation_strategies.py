@@ -8,9 +8,9 @@ from scipy.spatial.distance import cdist
 from sklearn.datasets import load_digits, load_iris
 from sklearn.linear_model import LogisticRegression
 
-from curation import STRATEGIES, Pool, Predictor, TorchPredictor, make_strategy
-from curation.strategies import ClassBalanced, KCenterGreedy, MarginSampling, NearDuplicateFilter
-from drift import DomainClassifierTest
+from driftloop.curation import STRATEGIES, Pool, Predictor, TorchPredictor, make_strategy
+from driftloop.curation.strategies import ClassBalanced, KCenterGreedy, MarginSampling, NearDuplicateFilter
+from driftloop.drift import DomainClassifierTest
 
 
 def strategy(name: str, seed: int = 0):

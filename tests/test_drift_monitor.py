@@ -14,17 +14,17 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from events import feedback_for, prediction_documents, produce, run_cli, stored_counts, wait_until
 from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry, start_http_server
 
-from collector.store import Store
-from collector.store_writer import StoreWriter, StoreWriterConfig
-from drift.monitor import DriftMetrics, DriftMonitor, MonitorConfig
-from drift.multivariate import DomainClassifierTest
-from drift.profile import ReferenceProfile
-from drift.sequential import make_detector
+from driftloop.collector.store import Store
+from driftloop.collector.store_writer import StoreWriter, StoreWriterConfig
+from driftloop.drift.monitor import DriftMetrics, DriftMonitor, MonitorConfig
+from driftloop.drift.multivariate import DomainClassifierTest
+from driftloop.drift.profile import ReferenceProfile
+from driftloop.drift.sequential import make_detector
 from driftloop.stack import free_port, register_scrape_target
-from events import feedback_for, prediction_documents, produce, stored_counts, wait_until
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -118,12 +118,6 @@ def test_a_window_too_small_is_reported_not_scored(store_with_traffic):
     assert empty.rows == 0 and empty.window is None
 
 
-def cli(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "driftloop.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
 def test_drift_commands_profile_report_and_monitor(store_with_traffic, kafka, kafka_settings, data_dir):
     port = free_port()
     env = {
@@ -136,18 +130,19 @@ def test_drift_commands_profile_report_and_monitor(store_with_traffic, kafka, ka
         "DRIFTLOOP_DRIFT__INTERVAL_S": "2",
     }
     reference_end = (NOW - timedelta(hours=2)).isoformat()
-    profiled = cli("drift", "profile", "--model", "churn", "--window", "2h", "--end", reference_end, env=env)
+    profiled = run_cli("drift", "profile", "--model", "churn", "--window", "2h", "--end", reference_end, env=env)
     assert profiled.returncode == 0, profiled.stdout + profiled.stderr
     assert "profiled 2000 rows" in profiled.stdout
 
-    reported = cli("drift", "report", "--model", "churn", "--window", "1h", "--end", NOW.isoformat(), env=env)
+    reported = run_cli("drift", "report", "--model", "churn", "--window", "1h", "--end", NOW.isoformat(), env=env)
     assert reported.returncode == 0, reported.stdout + reported.stderr
     html = next((data_dir / "reports" / "churn").glob("*.html"))
     assert html.stat().st_size > 10_000 and html.with_suffix(".json").is_file()
-    assert html.stem in cli("drift", "reports", "--model", "churn", env=env).stdout
+    listed = json.loads(run_cli("drift", "reports", "--model", "churn", "--json", env=env).stdout)
+    assert [report["name"] for report in listed] == [html.stem]
 
-    missing = cli("drift", "run", "--model", "nobody", env=env)
-    assert missing.returncode == 1 and "driftloop drift profile --model nobody" in missing.stdout
+    missing = run_cli("drift", "run", "--model", "nobody", env=env)
+    assert missing.returncode == 1 and "driftloop drift profile --model nobody" in missing.stderr
 
     monitor = subprocess.Popen([sys.executable, "-m", "driftloop.cli", "drift", "run", "--model", "churn"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

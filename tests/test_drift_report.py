@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from drift.profile import ReferenceProfile
-from drift.report import list_reports, write_report
-from drift.window import WindowDrift
+from driftloop.drift.profile import ReferenceProfile
+from driftloop.drift.report import list_reports, write_report
+from driftloop.drift.window import WindowDrift
 
 EVIDENTLY_NAMES = {"K-S p_value": "ks", "chi-square p_value": "chisquare_evidently", "Z-test p_value": "z",
                    "Wasserstein distance (normed)": "wasserstein", "Jensen-Shannon distance": "jensenshannon"}

@@ -15,10 +15,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from drift.profile import CategoricalFeature, NumericFeature, ReferenceProfile
-from drift.results import DriftResult
-from drift.stats import STATISTICS, get_statistic
-from drift.window import WindowDrift
+from driftloop.drift.profile import CategoricalFeature, NumericFeature, ReferenceProfile
+from driftloop.drift.results import DriftResult
+from driftloop.drift.stats import STATISTICS, get_statistic
+from driftloop.drift.window import WindowDrift
 
 LEVELS = np.array(["a", "b", "c", "d", "e", "f", "g"], dtype=object)
 MIX = np.array([0.3, 0.2, 0.15, 0.12, 0.1, 0.08, 0.05])
@@ -195,7 +195,7 @@ def test_window_share_and_verdict(reference_frame):
 
 
 def WindowResult_round_trip(verdict) -> bool:
-    from drift.window import WindowResult
+    from driftloop.drift.window import WindowResult
 
     return WindowResult.from_dict(json.loads(json.dumps(verdict.to_dict()))).to_dict() == verdict.to_dict()
 

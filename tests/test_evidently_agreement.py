@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drift.profile import ReferenceProfile
-from drift.stats import get_statistic
-from drift.window import WindowDrift
+from driftloop.drift.profile import ReferenceProfile
+from driftloop.drift.stats import get_statistic
+from driftloop.drift.window import WindowDrift
 
 EVIDENTLY_NAMES = {
     "K-S p_value": "ks",

@@ -6,7 +6,7 @@ import time
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from collector import FeedbackEvent, PredictionEvent, PredictionOutput, decode, encode
+from driftloop.collector import FeedbackEvent, PredictionEvent, PredictionOutput, decode, encode
 
 
 def consume_all(bootstrap: str, topics: list[str], expected: int, timeout_s: float = 30) -> list:

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from curation import BatchLedger, LabelFileError, Pool, export_batch, make_strategy, read_labels
+from driftloop.curation import BatchLedger, LabelFileError, Pool, export_batch, make_strategy, read_labels
 
 
 @pytest.fixture

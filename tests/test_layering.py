@@ -1,4 +1,9 @@
-"""Dependencies point one way (DESIGN.md): a package never imports one it may not."""
+"""Dependencies point one way (docs/architecture.md): a part never imports one it may not.
+
+The repository keeps one folder per part; each installs as `driftloop.<part>`, and the folder
+`driftloop/` is the composition root. Only the installed names exist for users, so a bare
+`import collector` is wrong too.
+"""
 
 from __future__ import annotations
 
@@ -8,49 +13,59 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-OURS = {"collector", "drift", "curation", "retrain", "dashboards", "driftloop"}
+PARTS = ("collector", "drift", "curation", "retrain", "dashboards")
 MAY_IMPORT = {
     "collector": set(),
     "drift": {"collector"},
     "curation": {"collector"},
     "retrain": {"collector", "drift", "curation"},
     "dashboards": set(),
-    "driftloop": OURS - {"driftloop"},
+    "driftloop": set(PARTS),  # the composition root: everything, and nothing imports it
 }
 
 
-def imported_packages(path: Path) -> set[str]:
+def imported_parts(path: Path) -> set[str]:
+    """The parts a module imports: 'collector' for driftloop.collector..., 'driftloop' for the root's modules,
+    and 'bare:collector' for a bare top-level `collector`, which installs nowhere."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    names = set()
+    modules = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            modules.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names & OURS
+            modules.append(node.module)
+    parts = set()
+    for name in modules:
+        first, _, rest = name.partition(".")
+        if first in PARTS:
+            parts.add(f"bare:{first}")
+        elif first == "driftloop":
+            second = rest.partition(".")[0]
+            parts.add(second if second in PARTS else "driftloop")
+    return parts
 
 
-@pytest.mark.parametrize("package", sorted(MAY_IMPORT))
-def test_package_imports_only_what_design_allows(package):
+@pytest.mark.parametrize("part", sorted(MAY_IMPORT))
+def test_each_part_imports_only_what_the_architecture_allows(part):
     wrong = {
         f"{path.relative_to(ROOT)} imports {other}"
-        for path in (ROOT / package).rglob("*.py")
-        for other in imported_packages(path) - MAY_IMPORT[package] - {package}
+        for path in (ROOT / part).rglob("*.py")
+        for other in imported_parts(path) - MAY_IMPORT[part] - {part}
     }
-    assert not wrong, "imports against DESIGN.md's direction:\n" + "\n".join(sorted(wrong))
+    assert not wrong, "imports against the direction of docs/architecture.md:\n" + "\n".join(sorted(wrong))
 
 
-def test_the_check_sees_a_wrong_import(tmp_path):
+def test_the_check_sees_wrong_imports(tmp_path):
     module = tmp_path / "bad.py"
-    module.write_text("from driftloop.settings import Settings\nimport drift.stats\n")
-    assert imported_packages(module) == {"driftloop", "drift"}
+    module.write_text("from driftloop.settings import Settings\nimport driftloop.drift.stats\nimport curation\n")
+    assert imported_parts(module) == {"driftloop", "drift", "bare:curation"}
 
 
-def test_no_package_reads_the_environment_outside_driftloop():
+def test_no_part_reads_the_environment_outside_the_composition_root():
     readers = [
         str(path.relative_to(ROOT))
-        for package in MAY_IMPORT.keys() - {"driftloop"}
-        for path in (ROOT / package).rglob("*.py")
+        for part in PARTS
+        for path in (ROOT / part).rglob("*.py")
         if "os.environ" in path.read_text() or "getenv" in path.read_text()
     ]
     assert not readers, f"only driftloop/ reads the environment: {readers}"

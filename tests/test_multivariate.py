@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from drift.multivariate import DomainClassifierTest, MultivariateResult
+from driftloop.drift.multivariate import DomainClassifierTest, MultivariateResult
 
 SHIFTED = (4, 11, 17)  # not the first columns, so a bias toward low indices cannot pass the attribution test
 

@@ -6,9 +6,10 @@ import time
 from collections import Counter
 
 import pytest
+from events import event_ids_in
 from prometheus_client import CollectorRegistry
 
-from collector import (
+from driftloop.collector import (
     OVERFLOW_POLICIES,
     BufferFull,
     EventLogger,
@@ -18,7 +19,6 @@ from collector import (
     Topics,
 )
 from driftloop.stack import free_port
-from events import event_ids_in
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 from scipy import stats
 
-from drift.profile import CategoricalFeature, NumericFeature, ReferenceProfile
-from drift.stats import get_statistic
-from drift.stats.ks import ks_statistic
-from drift.window import WindowDrift
+from driftloop.drift.profile import CategoricalFeature, NumericFeature, ReferenceProfile
+from driftloop.drift.stats import get_statistic
+from driftloop.drift.stats.ks import ks_statistic
+from driftloop.drift.window import WindowDrift
 
 
 def store_table(rows: int, seed: int, shift: float = 0.0) -> pa.Table:

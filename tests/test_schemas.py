@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from collector import FeedbackEvent, InvalidEvent, PredictionEvent, decode, encode, from_dict
+from driftloop.collector import FeedbackEvent, InvalidEvent, PredictionEvent, decode, encode, from_dict
 
 
 def a_prediction(**changes) -> dict:

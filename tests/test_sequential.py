@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drift.sequential import ADWIN, CUSUM, DDM, DETECTORS, PageHinkley, make_detector
+from driftloop.drift.sequential import ADWIN, CUSUM, DDM, DETECTORS, PageHinkley, make_detector
 
 CHANGE = 2000  # position of the change in the detection tests
 SEEDS = range(5)
@@ -170,7 +170,7 @@ def test_cusum_false_alarm_rate_matches_setting(rate, stream, make):
 
 def test_cusum_threshold_matches_known_arl():
     """Siegmund's formula: h = 4, k = 0.5 has ARL0 of about 336 (Montgomery's tables)."""
-    from drift.sequential.cusum import siegmund_arl
+    from driftloop.drift.sequential.cusum import siegmund_arl
 
     assert siegmund_arl(4.0, 0.5) == pytest.approx(336, rel=0.02)
     assert CUSUM(10_000 / 336, k=0.5, mean=0.0, std=1.0, mode="up").threshold_up_ == pytest.approx(4.0, abs=0.02)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from retrain import TrainConfig, load_model, train
+from driftloop.retrain import TrainConfig, load_model, train
 
 
 def test_two_worker_torch_trainer_returns_a_checkpoint(ray_local, tmp_path):

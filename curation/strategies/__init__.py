@@ -15,16 +15,16 @@ ValueError: Unknown strategy 'badge'. Valid values are: ['random', 'least_confid
 
 from __future__ import annotations
 
-from curation.strategies.balanced import ClassBalanced
-from curation.strategies.base import ScoringStrategy, Strategy
-from curation.strategies.cluster_margin import ClusterMargin
-from curation.strategies.deduplicated import NearDuplicateFilter
-from curation.strategies.drift_targeted import DomainScorer, DriftTargeted
-from curation.strategies.entropy import EntropySampling
-from curation.strategies.kcenter import KCenterGreedy
-from curation.strategies.least_confidence import LeastConfidence
-from curation.strategies.margin import MarginSampling
-from curation.strategies.random import RandomSampling
+from driftloop.curation.strategies.balanced import ClassBalanced
+from driftloop.curation.strategies.base import ScoringStrategy, Strategy
+from driftloop.curation.strategies.cluster_margin import ClusterMargin
+from driftloop.curation.strategies.deduplicated import NearDuplicateFilter
+from driftloop.curation.strategies.drift_targeted import DomainScorer, DriftTargeted
+from driftloop.curation.strategies.entropy import EntropySampling
+from driftloop.curation.strategies.kcenter import KCenterGreedy
+from driftloop.curation.strategies.least_confidence import LeastConfidence
+from driftloop.curation.strategies.margin import MarginSampling
+from driftloop.curation.strategies.random import RandomSampling
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "random": RandomSampling,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.pool import Pool
-from curation.selection import Selection
-from curation.strategies.base import Guard, Strategy
+from driftloop.curation.pool import Pool
+from driftloop.curation.selection import Selection
+from driftloop.curation.strategies.base import Guard, Strategy
 
 
 class ClassBalanced(Guard):
@@ -21,7 +21,7 @@ class ClassBalanced(Guard):
     `max_share` defaults to an equal share per class of the pool's predictions.
 
     >>> import numpy as np
-    >>> from curation.strategies.margin import MarginSampling
+    >>> from driftloop.curation.strategies.margin import MarginSampling
     >>> p = np.array([0.5, 0.51, 0.52, 0.53, 0.1, 0.05])  # p(a): the four most uncertain rows are all "a"
     >>> pool = Pool(ids=np.array(list("uvwxyz"), dtype=object), features=np.zeros((6, 1)),
     ...             probabilities=np.column_stack([p, 1 - p]), classes=("a", "b"))

@@ -6,8 +6,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from curation.pool import Pool
-from curation.selection import Selection
+from driftloop.curation.pool import Pool
+from driftloop.curation.selection import Selection
 
 
 class Strategy(ABC):

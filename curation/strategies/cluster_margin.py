@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import MiniBatchKMeans
 
-from curation.pool import Pool
-from curation.selection import Selection
-from curation.strategies.base import Strategy, standardised, top_k
-from curation.strategies.margin import margins
+from driftloop.curation.pool import Pool
+from driftloop.curation.selection import Selection
+from driftloop.curation.strategies.base import Strategy, standardised, top_k
+from driftloop.curation.strategies.margin import margins
 
 
 class ClusterMargin(Strategy):
@@ -30,7 +29,7 @@ class ClusterMargin(Strategy):
     >>> p = np.full(100, 0.5); p[50:] += 0.01  # the left blob is slightly more uncertain than the right one
     >>> pool = Pool(ids=np.arange(100).astype(str).astype(object), features=features,
     ...             probabilities=np.column_stack([p, 1 - p]), classes=("a", "b"))
-    >>> from curation.strategies.margin import MarginSampling
+    >>> from driftloop.curation.strategies.margin import MarginSampling
     >>> [int(i) // 50 for i in MarginSampling().select(pool, 2).ids]  # margin alone: both from the left
     [0, 0]
     >>> sorted(int(i) // 50 for i in ClusterMargin(candidates_per_pick=50, seed=0).select(pool, 2).ids)
@@ -53,6 +52,7 @@ class ClusterMargin(Strategy):
             points = pool.embeddings[candidates]
         else:
             points = standardised(pool.features[candidates], like=pool.features)
+        from sklearn.cluster import MiniBatchKMeans  # heavy: imported when a batch is chosen
         clusters = MiniBatchKMeans(
             n_clusters=budget, n_init=1, batch_size=4096, random_state=int(self._rng.integers(2**31 - 1))
         ).fit_predict(points.astype(np.float32))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.pool import Pool
-from curation.selection import Selection
-from curation.strategies.base import Guard, Strategy, standardised
+from driftloop.curation.pool import Pool
+from driftloop.curation.selection import Selection
+from driftloop.curation.strategies.base import Guard, Strategy, standardised
 
 
 class NearDuplicateFilter(Guard):
@@ -20,7 +20,7 @@ class NearDuplicateFilter(Guard):
     run out, the batch is smaller than the budget rather than full of copies.
 
     >>> import numpy as np
-    >>> from curation.strategies.least_confidence import LeastConfidence
+    >>> from driftloop.curation.strategies.least_confidence import LeastConfidence
     >>> features = np.array([[0.0], [0.0], [1.0], [2.0]])  # a and b are copies
     >>> p = np.array([0.5, 0.5, 0.6, 0.7])
     >>> pool = Pool(ids=np.array(list("abcd"), dtype=object), features=features,

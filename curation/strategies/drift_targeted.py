@@ -6,10 +6,10 @@ from typing import Protocol
 
 import numpy as np
 
-from curation.pool import Pool
-from curation.selection import Selection
-from curation.strategies.base import Strategy, top_k
-from curation.strategies.margin import margins
+from driftloop.curation.pool import Pool
+from driftloop.curation.selection import Selection
+from driftloop.curation.strategies.base import Strategy, top_k
+from driftloop.curation.strategies.margin import margins
 
 
 class DomainScorer(Protocol):

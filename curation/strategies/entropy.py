@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.pool import Pool
-from curation.strategies.base import ScoringStrategy
+from driftloop.curation.pool import Pool
+from driftloop.curation.strategies.base import ScoringStrategy
 
 
 class EntropySampling(ScoringStrategy):

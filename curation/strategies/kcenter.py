@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import pairwise_distances_argmin_min
 
-from curation.pool import Pool
-from curation.selection import Selection
-from curation.strategies.base import Strategy, standardised
+from driftloop.curation.pool import Pool
+from driftloop.curation.selection import Selection
+from driftloop.curation.strategies.base import Strategy, standardised
 
 SPACES = ("auto", "features", "embeddings")
 
@@ -48,6 +47,7 @@ class KCenterGreedy(Strategy):
         squared_norms = np.einsum("ij,ij->i", points, points)
         random_start = labelled is None or len(labelled) == 0
         if not random_start:
+            from sklearn.metrics import pairwise_distances_argmin_min  # heavy: imported when a batch is chosen
             _, nearest = pairwise_distances_argmin_min(points, labelled)
             min_squared = nearest.astype(np.float32) ** 2
         else:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.pool import Pool
-from curation.selection import Selection
-from curation.strategies.base import Strategy
+from driftloop.curation.pool import Pool
+from driftloop.curation.selection import Selection
+from driftloop.curation.strategies.base import Strategy
 
 
 class RandomSampling(Strategy):

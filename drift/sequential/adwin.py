@@ -47,7 +47,7 @@ class ADWIN(DriftDetector):
     Examples
     --------
     >>> import numpy as np
-    >>> from drift.sequential import ADWIN
+    >>> from driftloop.drift.sequential import ADWIN
     >>> rng = np.random.default_rng(7)
     >>> errors = np.r_[rng.random(1000) < 0.1, rng.random(1000) < 0.4].astype(int)
     >>> ADWIN().update_many(errors)

@@ -144,7 +144,7 @@ class CUSUM(DriftDetector):
     Examples
     --------
     >>> import numpy as np
-    >>> from drift.sequential import CUSUM
+    >>> from driftloop.drift.sequential import CUSUM
     >>> rng = np.random.default_rng(7)
     >>> scores = np.r_[rng.normal(0, 1, 1000), rng.normal(1, 1, 1000)]
     >>> cusum = CUSUM(false_alarms_per_10k=1.0, mean=0.0, std=1.0)

@@ -34,7 +34,7 @@ class DDM(DriftDetector):
     Examples
     --------
     >>> import numpy as np
-    >>> from drift.sequential import DDM
+    >>> from driftloop.drift.sequential import DDM
     >>> rng = np.random.default_rng(7)
     >>> errors = np.r_[rng.random(1000) < 0.1, rng.random(1000) < 0.4].astype(int)
     >>> DDM().update_many(errors)

@@ -33,7 +33,7 @@ class PageHinkley(DriftDetector):
     Examples
     --------
     >>> import numpy as np
-    >>> from drift.sequential import PageHinkley
+    >>> from driftloop.drift.sequential import PageHinkley
     >>> rng = np.random.default_rng(7)
     >>> scores = np.r_[rng.normal(0, 1, 1000), rng.normal(1, 1, 1000)]
     >>> PageHinkley(threshold=50.0, delta=0.5).update_many(scores)

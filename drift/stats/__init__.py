@@ -14,14 +14,14 @@ ValueError: Unknown statistic 'kolmogorov'. Valid values are: ['ks', 'wasserstei
 
 from __future__ import annotations
 
-from drift.stats._base import Statistic
-from drift.stats.chisquare import ChiSquare
-from drift.stats.chisquare_evidently import ChiSquareEvidently
-from drift.stats.jensenshannon import JensenShannon
-from drift.stats.ks import KS
-from drift.stats.psi import PSI
-from drift.stats.wasserstein import Wasserstein
-from drift.stats.z import Z
+from driftloop.drift.stats._base import Statistic
+from driftloop.drift.stats.chisquare import ChiSquare
+from driftloop.drift.stats.chisquare_evidently import ChiSquareEvidently
+from driftloop.drift.stats.jensenshannon import JensenShannon
+from driftloop.drift.stats.ks import KS
+from driftloop.drift.stats.psi import PSI
+from driftloop.drift.stats.wasserstein import Wasserstein
+from driftloop.drift.stats.z import Z
 
 STATISTICS: dict[str, type[Statistic]] = {
     "ks": KS,

@@ -15,8 +15,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from drift.profile import CategoricalFeature, FeatureProfile, NumericFeature, _as_float, category_counts
-from drift.results import DriftResult
+from driftloop.drift.profile import CategoricalFeature, FeatureProfile, NumericFeature, _as_float, category_counts
+from driftloop.drift.results import DriftResult
 
 
 class Statistic:
@@ -85,7 +85,7 @@ def _size(cleaned) -> int:
 
 
 def _methods_for(kind: str) -> list[str]:
-    from drift.stats import STATISTICS  # the registry imports this module
+    from driftloop.drift.stats import STATISTICS  # the registry imports this module
 
     return [name for name, cls in STATISTICS.items() if kind in cls.kinds]
 
@@ -93,20 +93,20 @@ def _methods_for(kind: str) -> list[str]:
 def reference_counts(reference: FeatureProfile) -> dict:
     """{value: count} of the reference (numeric columns by distinct value)."""
     if isinstance(reference, CategoricalFeature):
-        return dict(zip(reference.categories, reference.counts))
+        return dict(zip(reference.categories, reference.counts, strict=True))
     if reference.distinct:
-        return dict(zip(reference.distinct, reference.distinct_counts))
+        return dict(zip(reference.distinct, reference.distinct_counts, strict=True))
     values, counts = np.unique(reference.values, return_counts=True)
     scale = reference.count / len(reference.values)
-    return dict(zip(values.tolist(), (counts * scale).tolist()))
+    return dict(zip(values.tolist(), (counts * scale).tolist(), strict=True))
 
 
 def current_counts(reference: FeatureProfile, cleaned) -> dict:
     """{value: count} of a prepared window column."""
     if isinstance(cleaned, np.ndarray):
         values, counts = np.unique(cleaned, return_counts=True)
-        return dict(zip(values.tolist(), counts.tolist()))
-    return dict(zip(*cleaned))
+        return dict(zip(values.tolist(), counts.tolist(), strict=True))
+    return dict(zip(*cleaned, strict=True))
 
 
 def aligned_counts(reference: FeatureProfile, cleaned) -> tuple[list, np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ is a column with a zero on one side. It holds its alpha: on two samples of one
 one-sample formula (`chisquare_evidently`) alarms ~38 %. Drift when p < threshold.
 Reference: Pearson (1900); Agresti, "Categorical Data Analysis", 3rd ed., §3.2.
 
->>> from drift.profile import CategoricalFeature
+>>> from driftloop.drift.profile import CategoricalFeature
 >>> reference = CategoricalFeature("plan", ("a", "b", "c"), (500, 300, 200), 0)
 >>> ChiSquare().score(reference, ["a"] * 50 + ["b"] * 30 + ["c"] * 20).score
 1.0
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from drift.stats._base import Statistic, aligned_counts
+from driftloop.drift.stats._base import Statistic, aligned_counts
 
 
 class ChiSquare(Statistic):

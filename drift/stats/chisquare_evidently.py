@@ -7,7 +7,7 @@ reference's own sampling error, so it over-alarms (~38 % false alarms at
 alpha 0.05 on two 10k samples of one 7-level distribution): kept for
 compatibility with Evidently's reports, not as the default. Drift when p < threshold.
 
->>> from drift.profile import CategoricalFeature
+>>> from driftloop.drift.profile import CategoricalFeature
 >>> reference = CategoricalFeature("plan", ("a", "b"), (60, 40), 0)
 >>> round(ChiSquareEvidently().score(reference, ["a"] * 50 + ["b"] * 50).score, 4)
 0.0412
@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from drift.stats._base import Statistic, aligned_counts
+from driftloop.drift.stats._base import Statistic, aligned_counts
 
 
 class ChiSquareEvidently(Statistic):

@@ -3,7 +3,7 @@
 Reference: Lin, "Divergence measures based on the Shannon entropy", IEEE
 Transactions on Information Theory 37 (1991).
 
->>> from drift.profile import CategoricalFeature
+>>> from driftloop.drift.profile import CategoricalFeature
 >>> reference = CategoricalFeature("plan", ("a", "b"), (50, 50), 0)
 >>> round(JensenShannon().score(reference, ["a"] * 70 + ["b"] * 30).score, 4)
 0.1449
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from drift.stats._base import Statistic, binned_shares
+from driftloop.drift.stats._base import Statistic, binned_shares
 
 
 class JensenShannon(Statistic):

@@ -8,7 +8,7 @@ Evidently. Reference: Hodges, "The significance probability of the Smirnov
 two-sample test", Arkiv för Matematik 3 (1958).
 
 >>> import numpy as np
->>> from drift.profile import NumericFeature
+>>> from driftloop.drift.profile import NumericFeature
 >>> rng = np.random.default_rng(0)
 >>> reference = NumericFeature.from_values("x", rng.normal(size=500))
 >>> KS().score(reference, rng.normal(size=300)).drifted
@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from drift.stats._base import Statistic
+from driftloop.drift.stats._base import Statistic
 
 MAX_EXACT_N = 10_000  # scipy's MAX_AUTO_N
 

@@ -4,7 +4,7 @@ PSI = Σ (r_i - c_i) ln(r_i / c_i) over the bins of `binned_shares`, empty bins
 filled with a tiny share; drift when PSI >= threshold (0.1). Reference:
 Yurdakul, "Statistical properties of population stability index" (2018).
 
->>> from drift.profile import CategoricalFeature
+>>> from driftloop.drift.profile import CategoricalFeature
 >>> reference = CategoricalFeature("plan", ("a", "b"), (50, 50), 0)
 >>> round(PSI().score(reference, ["a"] * 70 + ["b"] * 30).score, 4)
 0.1695
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from drift.stats._base import Statistic, binned_shares
+from driftloop.drift.stats._base import Statistic, binned_shares
 
 
 class PSI(Statistic):

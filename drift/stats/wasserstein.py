@@ -8,7 +8,7 @@ Reference: Vaserstein, "Markov processes over denumerable products of
 spaces", Problems of Information Transmission 5 (1969).
 
 >>> import numpy as np
->>> from drift.profile import NumericFeature
+>>> from driftloop.drift.profile import NumericFeature
 >>> reference = NumericFeature.from_values("x", np.arange(10.0))
 >>> round(Wasserstein().score(reference, np.arange(10.0) + 1).score, 6)  # shift 1 / std 2.872...
 0.348155
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from drift.stats._base import Statistic
+from driftloop.drift.stats._base import Statistic
 
 
 class Wasserstein(Statistic):

@@ -6,7 +6,7 @@ when p < threshold. With more than two categories it tests the first one
 against all others, as Evidently does. Reference: Fleiss, Levin & Paik,
 "Statistical Methods for Rates and Proportions", 3rd ed., §2.6.
 
->>> from drift.profile import CategoricalFeature
+>>> from driftloop.drift.profile import CategoricalFeature
 >>> reference = CategoricalFeature("churn", ("no", "yes"), (800, 200), 0)
 >>> result = Z().score(reference, ["no"] * 700 + ["yes"] * 300)
 >>> f"{result.score:.2e}", result.drifted
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from drift.stats._base import Statistic, aligned_counts
+from driftloop.drift.stats._base import Statistic, aligned_counts
 
 
 class Z(Statistic):

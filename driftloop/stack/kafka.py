@@ -1,7 +1,7 @@
 """A real single-node Apache Kafka broker (KRaft), run from its Maven Central jars.
 
 The jars are resolved once with Maven into a cache outside the clone
-(shared/notes/kafka.md); storage is formatted on first start; ready means a
+(see docs/stack.md); storage is formatted on first start; ready means a
 metadata request succeeds; the project's topics are created with their
 partition counts.
 """

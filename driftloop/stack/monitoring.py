@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from dashboards import alertmanager_config, rule_files
+from driftloop.dashboards import alertmanager_config, rule_files
 from driftloop.settings import AlertmanagerSettings, PrometheusSettings, StackSettings
 from driftloop.stack.process import ServiceProcess, require_tool, wait_until
 

@@ -1,0 +1,33 @@
+"""Where driftloop keeps its data under `data_dir`: one place names every folder.
+
+Model names become single folder names (a '/' in a name is quoted), so a model can never
+write outside its own folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from driftloop.settings import Settings
+
+SAMPLE_FILE = "reference_sample.parquet"  # beside a profile: reference rows for the multivariate test
+
+
+def _folder_name(model: str) -> str:
+    return model.replace("%", "%25").replace("/", "%2F")
+
+
+def profile_dir(settings: Settings, model: str) -> Path:
+    return settings.data_dir / "profiles" / _folder_name(model)
+
+
+def reports_dir(settings: Settings, model: str) -> Path:
+    return settings.data_dir / "reports" / _folder_name(model)
+
+
+def batches_dir(settings: Settings) -> Path:
+    return settings.data_dir / "curation" / "batches"
+
+
+def snapshots_dir(settings: Settings) -> Path:
+    return settings.data_dir / "snapshots"
