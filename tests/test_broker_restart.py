@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
+from events import wait_until
 from kafka import KafkaConsumer
 from prometheus_client import CollectorRegistry
 
-from collector import EventLogger, decode
+from driftloop.collector import EventLogger, decode
 
 
 def test_events_logged_across_a_broker_restart_all_arrive(local_stack, kafka, kafka_settings):
@@ -29,14 +30,17 @@ def test_events_logged_across_a_broker_restart_all_arrive(local_stack, kafka, ka
             i += 1
             time.sleep(0.0005)
 
+    def acknowledged() -> float:
+        return registry.get_sample_value("driftloop_producer_events_sent_total", {"topic": topics.predictions}) or 0
+
     thread = threading.Thread(target=model_server)
     thread.start()
-    time.sleep(2)
+    assert wait_until(lambda: acknowledged() >= 1000, 30), "events flow before the broker goes"
     assert local_stack.kafka.process.stop(), "the broker was running and is stopped (SIGTERM)"
-    before_restart = len(logged)
-    time.sleep(3)
+    before_restart, acknowledged_before = len(logged), acknowledged()
+    assert wait_until(lambda: len(logged) >= before_restart + 2000, 30), "the model server logs on while it is away"
     local_stack.up()  # brings back only what is down: the broker
-    time.sleep(2)
+    assert wait_until(lambda: acknowledged() > acknowledged_before + 2000, 60), "acknowledgements resume"
     sending.clear()
     thread.join()
     logger.flush(timeout_s=60)

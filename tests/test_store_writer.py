@@ -14,13 +14,23 @@ from pathlib import Path
 
 import orjson
 import pytest
+from events import (
+    START,
+    feedback_for,
+    group_caught_up,
+    group_members_with_partitions,
+    prediction_documents,
+    produce,
+    produce_raw,
+    stored_counts,
+    wait_until,
+)
 from kafka import KafkaConsumer
 from prometheus_client import CollectorRegistry
 
-from collector.store import Store
-from collector.store_writer import StoreWriter, StoreWriterConfig
+from driftloop.collector.store import Store
+from driftloop.collector.store_writer import StoreWriter, StoreWriterConfig
 from driftloop.stack import free_port
-from events import START, feedback_for, prediction_documents, produce, produce_raw, stored_counts, wait_until
 
 
 @pytest.fixture
@@ -157,8 +167,8 @@ def test_kill_9_mid_stream_then_restart_stores_every_event_once(kafka, kafka_set
 
     second = collector_process(kafka, kafka_settings.topic_prefix, data_dir, log)
     try:
-        assert wait_until(lambda: stored_counts(store)[0] >= 200_000, 120), log.read_text()[-3000:]
-        wait_until(lambda: False, 2)  # a late duplicate would show up here
+        group, topic = f"{kafka_settings.topic_prefix}writer", kafka_settings.topic("predictions")
+        assert wait_until(lambda: group_caught_up(kafka, group, topic), 120), log.read_text()[-3000:]
         assert stored_counts(store) == (200_000, 200_000), "no loss and no duplicate"
         stored_ids = set(store.sql("SELECT event_id FROM predictions").column(0).to_pylist())
         assert stored_ids == {d["event_id"] for d in documents}
@@ -186,11 +196,11 @@ def test_two_processes_in_one_group_split_the_partitions(kafka, kafka_settings, 
         for i, port in enumerate(ports)
     ]
     try:
-        wait_until(lambda: False, 6)  # let both join the group before the data arrives
+        group = f"{kafka_settings.topic_prefix}writer"
+        assert wait_until(lambda: group_members_with_partitions(kafka, group) == 2, 60), "both joined the group"
         documents = prediction_documents(40_000)
         produce(kafka, kafka_settings.topic("predictions"), documents)
-        assert wait_until(lambda: stored_counts(store)[0] >= 40_000, 60)
-        wait_until(lambda: False, 2)
+        assert wait_until(lambda: group_caught_up(kafka, group, kafka_settings.topic("predictions")), 60)
         assert stored_counts(store) == (40_000, 40_000)
         shares = [ingested_by(port) for port in ports]
         assert sum(shares) == 40_000 and min(shares) > 0, f"both processes wrote a share: {shares}"
