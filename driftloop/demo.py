@@ -12,6 +12,7 @@ Train job learns from. A later issue adds the promotion gate.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -28,17 +29,18 @@ from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.progress import track
 
-from collector import EventLogger, PredictionOutput, Store, StoreWriter, StoreWriterConfig
-from curation import SnapshotSpec, build_snapshot, export_batch
-from drift import DomainClassifierTest, DriftMetrics, DriftMonitor, MonitorConfig, ReferenceProfile
-from drift.report import write_report
-from driftloop.curation_service import batch_request, build_strategy, import_labels, select, snapshots_dir
+from driftloop.collector import EventLogger, PredictionOutput, Store, StoreWriter, StoreWriterConfig
+from driftloop.curation import SnapshotSpec, build_snapshot, export_batch
+from driftloop.curation_service import batch_request, build_strategy, import_labels, select
+from driftloop.drift import DomainClassifierTest, DriftMetrics, DriftMonitor, MonitorConfig, ReferenceProfile
+from driftloop.drift.report import write_report
 from driftloop.drift_service import window_with_labels
+from driftloop.layout import snapshots_dir
 from driftloop.ray_cluster import connect_ray
+from driftloop.retrain import TrainConfig, load_model, train
 from driftloop.services import serve_metrics
 from driftloop.settings import Settings
 from driftloop.stack import LocalStack
-from retrain import TrainConfig, train
 
 MODEL = "demo-classifier"
 FEATURES = [f"f{i:02d}" for i in range(20)]
@@ -149,14 +151,38 @@ def run_demo(settings: Settings, count: int, console: Console) -> None:
     writing.join(timeout=30)
 
     console.rule(f"7. train on snapshot {built.snapshot_id}, on Ray ({settings.ray.num_workers} workers)")
+    train_part, held_out = split_held_out(built.read())
     data_path = settings.data_dir / "demo" / "train.npz"
-    training_set(built.read(), data_path)
+    save_training_set(*train_part, data_path)
     connect_ray(settings.ray)
     result = train(TrainConfig(data_path=str(data_path), epochs=3), settings.ray.num_workers, settings.data_dir / "ray")
-    console.print(
-        f"loss {result.metrics['first_batch_loss']:.3f} -> {result.metrics['last_batch_loss']:.3f}; "
-        f"checkpoint: {result.checkpoint.path}"
-    )
+    retrained = load_model(Path(result.checkpoint.path))
+    before, after = served_accuracy(*held_out), retrained_accuracy(retrained, *held_out)
+    console.print(f"held-out accuracy ({len(held_out[1])} labelled rows of the snapshot): served model {before:.3f}, "
+                  f"retrained {after:.3f}; checkpoint: {result.checkpoint.path}")
+
+
+def split_held_out(snapshot: pa.Table, share: float = 0.2) -> tuple[tuple, tuple]:
+    """(x, y) to train on and (x, y) held out: a row is held out by a hash of its event id, the same every run."""
+    x = np.column_stack([snapshot[f"feature.{name}"].to_numpy() for name in FEATURES]).astype(np.float32)
+    y = np.asarray(snapshot["label"].to_pylist(), dtype=np.int64)
+    buckets = np.array([int(hashlib.sha256(e.encode()).hexdigest()[:8], 16) % 100 for e in snapshot["event_id"].to_pylist()])
+    held = buckets < share * 100
+    return (x[~held], y[~held]), (x[held], y[held])
+
+
+def served_accuracy(x: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of the model that served the traffic (the demo's logistic model) on labelled rows."""
+    weights = np.random.default_rng(0).normal(size=len(FEATURES))
+    return float(((x @ weights > 0).astype(np.int64) == y).mean())
+
+
+def retrained_accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
+    import torch
+
+    with torch.no_grad():
+        predicted = model(torch.as_tensor(x)).argmax(dim=1).numpy()
+    return float((predicted == y).mean())
 
 
 def show_drift(settings: Settings, store: Store, reference_start: datetime, reference_end: datetime, console: Console) -> None:
@@ -225,9 +251,7 @@ def annotator_labels(store: Store) -> list[str]:
     return labelled.filter(pc.equal(labelled["feedback_source"], "annotator"))["request_id"].to_pylist()
 
 
-def training_set(snapshot: pa.Table, path: Path) -> None:
-    """Feature columns and labels of a snapshot, as an .npz for the trainer."""
-    x = np.column_stack([snapshot[f"feature.{name}"].to_numpy() for name in FEATURES]).astype(np.float32)
-    y = np.asarray(snapshot["label"].to_pylist(), dtype=np.int64)
+def save_training_set(x: np.ndarray, y: np.ndarray, path: Path) -> None:
+    """Features and labels as an .npz for the trainer."""
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, x=x, y=y)
