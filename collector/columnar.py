@@ -490,19 +490,22 @@ def _with_store_types(table: pa.Table) -> pa.Table:
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
-    """One table of the parts of a batch, rows back in their order; a feature typed differently by parts is text."""
+    """One table of the parts of a batch, rows back in their order."""
     if len(tables) == 1:
         return tables[0]
+    table = pa.concat_tables(unify(tables), promote_options="permissive")
+    return table.take(pc.sort_indices(table["_row"]))
+
+
+def unify(tables: list[pa.Table]) -> list[pa.Table]:
+    """Tables whose columns can be concatenated: a column that is text in one and a number or bool in another is text."""
     types: dict[str, set] = {}
     for table in tables:
         for field in table.schema:
             if field.type != pa.null():
                 types.setdefault(field.name, set()).add(_arrow_kind(field.type))
     mixed = {name for name, kinds in types.items() if len(kinds) > 1}
-    if mixed:
-        tables = [_as_text(table, mixed) for table in tables]
-    table = pa.concat_tables(tables, promote_options="permissive")
-    return table.take(pc.sort_indices(table["_row"]))
+    return [_as_text(table, mixed) for table in tables] if mixed else tables
 
 
 def _arrow_kind(type_: pa.DataType) -> str:

@@ -137,7 +137,7 @@ def collector_process(kafka: str, prefix: str, data_dir: Path, log: Path, metric
     }
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "driftloop.cli", "collector", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "driftloop.cli", "--debug", "collector", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
 
