@@ -48,16 +48,12 @@ class Store:
         return f"read_parquet('{pattern}', hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
 
     def _query(self, sql: str, params: list) -> pa.Table:
-        for attempt in range(3):
+        def query() -> pa.Table:
             with duckdb.connect() as connection:
                 connection.execute("SET TimeZone = 'UTC'")
-                try:
-                    return connection.sql(sql, params=params).to_arrow_table()
-                except duckdb.IOException:  # compaction replaced a file between the listing and the read
-                    if attempt == 2:
-                        raise
-                    time.sleep(0.05)
-        raise AssertionError("unreachable")
+                return connection.sql(sql, params=params).to_arrow_table()
+
+        return _again_if_compacted(query)
 
     def models(self) -> list[str]:
         folder = self.store_dir / STORE_DIRS["prediction"]
@@ -154,6 +150,9 @@ class Store:
         if len(statements) != 1 or statements[0].type not in READ_ONLY_STATEMENTS:
             kinds = [statement.type.name for statement in statements]
             raise ValueError(f"the store is read-only: one SELECT query is allowed, got {kinds or 'nothing'}")
+        return _again_if_compacted(lambda: self._sandboxed(query))
+
+    def _sandboxed(self, query: str) -> pa.Table:
         with duckdb.connect() as connection:
             connection.execute("SET TimeZone = 'UTC'")
             for kind, view in (("prediction", "predictions"), ("feedback", "feedback")):
@@ -166,6 +165,18 @@ class Store:
             connection.execute("SET enable_external_access = false")
             connection.execute("SET lock_configuration = true")
             return connection.sql(query).to_arrow_table()
+
+
+def _again_if_compacted(query, attempts: int = 5) -> pa.Table:
+    """Run `query`; when compaction replaced a file between DuckDB's listing and its read, list again."""
+    for attempt in range(attempts):
+        try:
+            return query()
+        except duckdb.IOException as error:
+            if attempt == attempts - 1 or "No such file" not in str(error):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _model_name_in(folder: Path) -> str | None:

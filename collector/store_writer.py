@@ -72,7 +72,6 @@ __all__ = ["STORE_DIRS", "StoreWriter", "StoreWriterConfig", "write_durably"]
 
 log = logging.getLogger(__name__)
 
-DLQ_INLINE_BYTES = 900_000  # a bad record larger than this goes to the DLQ by reference (Kafka takes ~1 MB)
 RETRY_PAUSE_S = 1.0
 
 
@@ -89,6 +88,7 @@ class StoreWriterConfig:
     poll_records: int = 10_000
     policy: EventPolicy = field(default_factory=EventPolicy)
     compact_files: int = 32  # a folder with more files than this has its committed ones merged
+    dlq_copy_bytes: int = 900_000  # a bad record larger than this goes to the DLQ by reference (Kafka takes ~1 MB)
 
     def __post_init__(self) -> None:
         if self.batch_events < 1 or self.batch_seconds <= 0 or self.poll_records < 1:
@@ -408,12 +408,11 @@ class StoreWriter:
         ]
         value, key = record.value, record.key
         size = len(value or b"") + len(key or b"")
-        if size > DLQ_INLINE_BYTES:  # Kafka would refuse the copy: say where the original is instead
-            headers[0] = ("reason", b"too_large")
+        if size > self.config.dlq_copy_bytes:  # Kafka would refuse the copy: say where the original is instead
             headers.append(("by_reference", b"true"))
             value = orjson.dumps({
                 "topic": partition.topic, "partition": partition.partition, "offset": record.offset, "bytes": size,
-                "reason": f"a record of {size} bytes, too large to copy; it was refused because {error}",
+                "reason": str(error), "code": error.code,
             })
             key = key[:1024] if key else key
         return {"key": key, "value": value, "headers": headers}
