@@ -258,15 +258,20 @@ def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 18000, log_level: s
     of the imported code were the p99 (≈50 ms at 3k requests/s). Freezing those objects and
     collecting the young generation less often takes that away.
     """
-    if not insecure and not getattr(app.state, "api_key_required", False) and not is_loopback(host):
-        raise PermissionError(
-            f"refusing to serve the ingestion API on {host} without an API key: anyone who reaches it could write "
-            "events. Set DRIFTLOOP_API__API_KEY (16+ characters), bind 127.0.0.1, or pass --insecure"
-        )
+    check_bind(host, getattr(app.state, "api_key_required", False), insecure)
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def check_bind(host: str, has_key: bool, insecure: bool = False) -> None:
+    """Raise PermissionError for a non-loopback `host` without an API key, unless `insecure`."""
+    if not insecure and not has_key and not is_loopback(host):
+        raise PermissionError(
+            f"refusing to serve the ingestion API on {host} without an API key: anyone who reaches it could write "
+            "events. Set DRIFTLOOP_API__API_KEY (16+ characters), bind 127.0.0.1, or pass --insecure"
+        )
 
 
 def is_loopback(host: str) -> bool:

@@ -78,9 +78,10 @@ def run_store_writer(settings: Settings) -> None:
 
 
 def run_api(settings: Settings, insecure: bool = False) -> None:
-    from driftloop.collector.api import create_app, serve
+    from driftloop.collector.api import check_bind, create_app, serve
 
     api = settings.api
+    check_bind(api.host, api.api_key is not None, insecure)
     registry = new_registry()
     app = create_app(
         bootstrap_servers=settings.kafka_bootstrap(),
