@@ -4,11 +4,24 @@
     serve(app, host="127.0.0.1", port=18000)  # uvicorn, one worker, no access log, GC tuned for the p99
 
 Routes: `POST /v1/predictions` (`{"events": [...]}`), `POST /v1/feedback` (one
-event, or `{"events": [...]}`), `GET /healthz`, `GET /metrics`, and the
-OpenAPI document at `/openapi.json` and `/docs`. A request is accepted (202)
-only after Kafka acknowledged all of its events with acks=all; if it does not
-within `ack_timeout_s` the answer is 503 with Retry-After, and the client may
-retry with the same `event_id` values (the store keeps one copy per event id).
+event, or `{"events": [...]}`), `GET /healthz` (liveness: the process answers),
+`GET /readyz` (readiness: Kafka answers), `GET /metrics`, and the OpenAPI
+document at `/openapi.json` and `/docs`. A route is one entry of `ROUTES`-style
+registration in `create_app`; each POST route is `_ingest(...)` with its body model.
+
+A request is accepted (202) only after Kafka acknowledged all of its events with
+acks=all. Otherwise the answer names exactly which event ids Kafka acknowledged
+and which it did not confirm: 503 with Retry-After when that is retriable (a
+timeout, the broker away), 500 when Kafka refused the events for good. Resending
+the same `event_id` values is always safe: the store keeps one copy per event id.
+An event too large for Kafka is refused (422) before anything is sent.
+
+Security: with an API key, every route but `/healthz` and `/readyz` needs
+`Authorization: Bearer <key>` (FastAPI's `HTTPBearer`, so OpenAPI states it); a
+request without it is refused before its body is read. `serve` refuses to listen
+beyond loopback without a key unless told `insecure=True`. A body must arrive
+within `body_timeout_s` and weigh at most `max_body_bytes`.
+
 The event loop never waits on Kafka: kafka-python's sender thread resolves an
 asyncio future per request through `loop.call_soon_threadsafe`.
 """
@@ -18,33 +31,37 @@ from __future__ import annotations
 import asyncio
 import gc
 import hmac
-import itertools
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
-from driftloop.collector.durable import durable_producer
+from driftloop.collector.durable import durable_producer, kafka_unreachable
 from driftloop.collector.metrics import ApiMetrics
-from driftloop.collector.schemas import FeedbackEvent, PredictionEvent, encode
+from driftloop.collector.schemas import EventPolicy, FeedbackEvent, PredictionEvent, encode
 from driftloop.collector.topics import Topics
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH_EVENTS = 1000
+MAX_EVENT_BYTES = 1_000_000  # Kafka's default record limit (1 MiB for the request) less room for the batch's headers
 GC_THRESHOLDS = (10_000, 20, 20)  # see serve(); Python's defaults are (700, 10, 10)
+READY_CACHE_S = 1.0
 _JSON = "application/json"
 
 
@@ -67,6 +84,15 @@ class Accepted(BaseModel):
     event_ids: list[str]
 
 
+class NotAllAcknowledged(BaseModel):
+    """Kafka did not acknowledge every event: exactly which it did, and which it did not confirm."""
+
+    detail: str
+    event_ids: list[str] = Field(description="Every event id of the request: resend them all, or only `not_acknowledged`.")
+    acknowledged: list[str] = Field(description="Written: Kafka acknowledged them (acks=all).")
+    not_acknowledged: list[str] = Field(description="Not confirmed: perhaps written, perhaps not; resend with the same ids.")
+
+
 # A feedback body is one event, or a batch: `{"events": [...]}` picks the batch.
 _ONE, _BATCH = "event", "batch"
 FeedbackBody = Annotated[
@@ -78,13 +104,24 @@ FeedbackBody = Annotated[
 class NotAcknowledged(RuntimeError):
     """Kafka did not acknowledge every event of a request. Usually retriable (a timeout): resend the same event ids.
 
-    Not retriable when Kafka refused the events for good (kafka-python's `retriable` is False, e.g. too large).
+    Not retriable when Kafka refused the events for good (kafka-python's `retriable` is False).
+    `acknowledged` are the ids Kafka did acknowledge; the others are not confirmed.
     """
 
-    def __init__(self, reason: str, event_ids: list[str], retriable: bool) -> None:
+    def __init__(self, reason: str, event_ids: list[str], retriable: bool, acknowledged: list[str] | None = None) -> None:
         super().__init__(reason)
         self.event_ids = event_ids
         self.retriable = retriable
+        self.acknowledged = acknowledged or []
+
+
+class _BodyProblem(Exception):
+    """A request body refused before validation: too large (413), too slow (408), or not JSON (422)."""
+
+    def __init__(self, status: int, body: dict) -> None:
+        super().__init__(body.get("detail", ""))
+        self.status = status
+        self.body = body
 
 
 def create_app(
@@ -94,17 +131,29 @@ def create_app(
     registry: CollectorRegistry,
     api_key: str | None = None,
     max_body_bytes: int = 1024 * 1024,
+    body_timeout_s: float = 10.0,
     ack_timeout_s: float = 10.0,
     linger_ms: int = 5,
     client_id: str = "driftloop-api",
+    policy: EventPolicy | None = None,
+    public_metrics: bool = False,
+    public_docs: bool = False,
 ) -> FastAPI:
-    """The API as an ASGI app; it connects to Kafka at startup and closes its producer at shutdown."""
+    """The API as an ASGI app; it connects to Kafka at startup and closes its producer at shutdown.
+
+    With an `api_key`, `/metrics` and the OpenAPI pages need it too, unless `public_metrics` /
+    `public_docs` (say, for a Prometheus that cannot send a key).
+    """
     if api_key is not None and not api_key:
         raise ValueError("'api_key' must be None (no authentication) or a non-empty string")
     if max_body_bytes < 1:
         raise ValueError(f"'max_body_bytes' must be at least 1, got {max_body_bytes}")
+    if body_timeout_s <= 0:
+        raise ValueError(f"'body_timeout_s' must be positive, got {body_timeout_s}")
+    policy = policy or EventPolicy()
     metrics = ApiMetrics(registry)
     publisher = _Publisher(bootstrap_servers, client_id, linger_ms, ack_timeout_s)
+    readiness = _Readiness(bootstrap_servers, publisher)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -118,63 +167,205 @@ def create_app(
         title="driftloop ingestion API",
         summary="Log predictions and feedback; 202 means Kafka acknowledged every event (acks=all).",
         lifespan=lifespan,
-        exception_handlers={RequestValidationError: _invalid_body, NotAcknowledged: _not_acknowledged},
+        exception_handlers={NotAcknowledged: _not_acknowledged, _BodyProblem: _body_problem},
+        openapi_url=None, docs_url=None, redoc_url=None,  # served below, behind the key when there is one
     )
-    app.router.route_class = _StrictJSONRoute
+    app.state.api_key_required = api_key is not None
+    key = _key_dependency(api_key)
+    guarded = [Depends(key)] if api_key is not None else []
     errors = {
         401: {"description": "Missing or wrong API key (`Authorization: Bearer <key>`); nothing was written."},
+        408: {"description": f"The body did not arrive within {body_timeout_s:g} s; nothing was written."},
         413: {"description": f"Body larger than {max_body_bytes} bytes."},
-        422: {"description": "Invalid body; `errors` names each bad field as a dotted path."},
-        500: {"description": "Kafka refused the events for good (e.g. one too large); retrying will not help."},
-        503: {"description": "Kafka did not acknowledge in time; retry after Retry-After with the same event ids."},
+        422: {"description": "Invalid body; `errors` names each bad field as a dotted path. Nothing was written."},
+        500: {"model": NotAllAcknowledged, "description": "Kafka refused events for good; the body says which were written."},
+        503: {"model": NotAllAcknowledged,
+              "description": "Kafka did not acknowledge every event in time; the body says which it did. Retry after "
+                             "Retry-After with the same event ids."},
     }
-
     accepted = {topic: metrics.events.labels(topic) for topic in (topics.predictions, topics.feedback)}
+    body_limits = (max_body_bytes, body_timeout_s)
 
-    async def accept(topic: str, events: list) -> Response:
-        await publisher.publish(topic, events)
-        accepted[topic].inc(len(events))
-        ids = [event.event_id for event in events]
-        return Response(orjson.dumps({"accepted": len(ids), "event_ids": ids}), 202, media_type=_JSON)
+    def ingest(topic: str, adapter: TypeAdapter, events_of: Callable[[Any], tuple[list, bool]]) -> Callable:
+        async def endpoint(request: Request) -> Response:
+            body = await _read_body(request, *body_limits)
+            events, batched = events_of(_validate(adapter, body))
+            _check(events, policy, datetime.now(UTC), batched)
+            await publisher.publish(topic, events)
+            accepted[topic].inc(len(events))
+            ids = [event.event_id for event in events]
+            return Response(orjson.dumps({"accepted": len(ids), "event_ids": ids}), 202, media_type=_JSON)
 
-    @app.post("/v1/predictions", status_code=202, response_model=Accepted, responses=errors)
-    async def log_predictions(batch: PredictionBatch) -> Response:
-        """Log up to 1000 predictions: `{"events": [PredictionEvent, ...]}`."""
-        return await accept(topics.predictions, batch.events)
+        return endpoint
 
-    @app.post("/v1/feedback", status_code=202, response_model=Accepted, responses=errors)
-    async def log_feedback(body: FeedbackBody) -> Response:
-        """Log one feedback event, or up to 1000 as `{"events": [...]}`. The request id need not be known."""
-        return await accept(topics.feedback, body.events if isinstance(body, FeedbackBatch) else [body])
+    routes = [  # (path, body model, topic, the events of a validated body, summary)
+        ("/v1/predictions", PredictionBatch, topics.predictions, lambda body: (body.events, True),
+         "Log up to 1000 predictions: `{\"events\": [PredictionEvent, ...]}`."),
+        ("/v1/feedback", FeedbackBody, topics.feedback,
+         lambda body: (body.events, True) if isinstance(body, FeedbackBatch) else ([body], False),
+         "Log one feedback event, or up to 1000 as `{\"events\": [...]}`. The request id need not be known."),
+    ]
+    bodies = {}
+    for path, model, topic, events_of, summary in routes:
+        adapter = TypeAdapter(model)
+        bodies[path] = adapter
+        app.add_api_route(
+            path, ingest(topic, adapter, events_of), methods=["POST"], status_code=202, response_model=Accepted,
+            responses=errors, dependencies=guarded, description=summary, name=path.strip("/").replace("/", "_"),
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/readyz", responses={503: {"description": "Kafka does not answer: do not send traffic here."}})
+    async def readyz() -> Response:
+        """Readiness: Kafka answered a metadata request within the last second."""
+        problem = await readiness.problem()
+        if problem:
+            return _json(503, {"status": "not ready", "reason": problem})
+        return _json(200, {"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False, dependencies=[] if public_metrics else guarded)
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    # Outermost last: metrics see every answer; a wrong key is refused before a byte of the body is read.
-    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
-    if api_key is not None:
-        app.add_middleware(_BearerAuth, api_key=api_key, protected_prefix="/v1/")
+    docs_guard = [] if public_docs else guarded
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=docs_guard)
+    async def openapi() -> Response:
+        return _json(200, _openapi_document(app, bodies, policy))
+
+    @app.get("/docs", include_in_schema=False, dependencies=docs_guard)
+    async def docs() -> HTMLResponse:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
     app.add_middleware(_Metrics, metrics=metrics, routes={r.path for r in app.routes if isinstance(r, APIRoute)})
     return app
 
 
-def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 18000, log_level: str = "info") -> None:
+def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 18000, log_level: str = "info",
+          insecure: bool = False) -> None:
     """Run the API in this process under uvicorn: one worker, uvloop and httptools when installed, no access log.
+
+    Beyond loopback without an API key it refuses to start, unless `insecure`.
 
     It tunes this process's garbage collector first. Requests waiting on Kafka keep their objects
     alive across many collections, so they get promoted, and full collections of the ~100k objects
     of the imported code were the p99 (≈50 ms at 3k requests/s). Freezing those objects and
     collecting the young generation less often takes that away.
     """
+    check_bind(host, getattr(app.state, "api_key_required", False), insecure)
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def check_bind(host: str, has_key: bool, insecure: bool = False) -> None:
+    """Raise PermissionError for a non-loopback `host` without an API key, unless `insecure`."""
+    if not insecure and not has_key and not is_loopback(host):
+        raise PermissionError(
+            f"refusing to serve the ingestion API on {host} without an API key: anyone who reaches it could write "
+            "events. Set DRIFTLOOP_API__API_KEY (16+ characters), bind 127.0.0.1, or pass --insecure"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _key_dependency(api_key: str | None) -> Callable:
+    """A FastAPI security dependency: `Authorization: Bearer <api_key>`, or 401 saying what to send."""
+    bearer = HTTPBearer(auto_error=False, scheme_name="apiKey", description="`Authorization: Bearer <api key>`")
+    expected = (api_key or "").encode()
+
+    async def require_key(credentials=Depends(bearer)) -> None:  # noqa: B008  FastAPI's way to declare it
+        if credentials is None or not hmac.compare_digest(credentials.credentials.strip().encode(), expected):
+            raise HTTPException(
+                401, detail="missing or wrong API key: send the header 'Authorization: Bearer <key>'",
+                headers={"WWW-Authenticate": 'Bearer realm="driftloop"'},
+            )
+
+    return require_key
+
+
+async def _read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes:
+    """The whole body, or a _BodyProblem: over `max_bytes` (413) or not all there within `timeout_s` (408)."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise _BodyProblem(413, {"detail": f"request body is larger than the limit of {max_bytes} bytes"})
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _BodyProblem(413, {"detail": f"request body is larger than the limit of {max_bytes} bytes"})
+                chunks.append(chunk)
+    except TimeoutError:
+        raise _BodyProblem(408, {"detail": f"the request body did not arrive within {timeout_s:g} s"}) from None
+    return b"".join(chunks)
+
+
+def _validate(adapter: TypeAdapter, body: bytes):
+    """The body parsed (orjson: NaN, Infinity and numbers that overflow are not JSON) and validated."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        message = f"invalid JSON at character {error.pos}: {error.msg} (NaN and Infinity are not JSON)"
+        raise _BodyProblem(422, _invalid([{"field": "", "message": message}])) from None
+    try:
+        return adapter.validate_python(document)
+    except ValidationError as error:
+        raise _BodyProblem(422, _invalid([_problem(p) for p in error.errors(include_url=False)])) from None
+
+
+def _check(events: list, policy: EventPolicy, now: datetime, batched: bool) -> None:
+    """The deployment's policy and Kafka's size limit, for every event, before any is sent."""
+    problems = []
+    for index, event in enumerate(events):
+        prefix = f"events.{index}." if batched else ""
+        refused = policy.check(event, now)
+        if refused is not None:
+            problems.append({"field": f"{prefix}{refused.field}", "message": refused.reason})
+        size = len(encode(event))
+        if size > MAX_EVENT_BYTES:
+            problems.append({"field": prefix.rstrip(".") or "",
+                             "message": f"the event is {size} bytes encoded; Kafka takes at most {MAX_EVENT_BYTES}"})
+    if problems:
+        raise _BodyProblem(422, _invalid(problems))
+
+
+def _openapi_document(app: FastAPI, bodies: dict[str, TypeAdapter], policy: EventPolicy) -> dict:
+    """FastAPI's document, with each POST route's body schema (read by hand, after the key) and the policy's bounds."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    document = get_openapi(title=app.title, version="1", summary=app.summary, routes=app.routes)
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for path, adapter in bodies.items():
+        schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        document["paths"][path]["post"]["requestBody"] = {
+            "required": True, "content": {_JSON: {"schema": schema}},
+        }
+    features = schemas["PredictionEventV1"]["properties"]["features"]
+    features["maxProperties"] = policy.max_features
+    name = schemas["PredictionEventV1"]["properties"]["model_name"]
+    if policy.model_names:
+        name["enum"] = sorted(policy.model_names)
+    if policy.model_name_pattern is not None:
+        name["pattern"] = f"^(?:{policy.model_name_pattern})$"
+    app.openapi_schema = document
+    return document
 
 
 class _Publisher:
@@ -218,31 +409,56 @@ class _Publisher:
             log.warning("Kafka producer did not close cleanly: %s", error)
 
     async def publish(self, topic: str, events: list) -> None:
-        """Send `events` and return once Kafka acknowledged them all; else raise NotAcknowledged."""
+        """Send `events` and return once Kafka acknowledged them all; else raise NotAcknowledged naming what was."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        acked, failed = _countdown(len(events), loop, done)
+        acknowledged: list[str] = []
         timer = loop.call_later(self.ack_timeout_s, _settle, done, TimeoutError)  # cheaper than asyncio.timeout
         try:
             for event in events:
+                acked, failed = _callbacks(event.event_id, len(events), acknowledged, loop, done)
                 future = self._producer.send(topic, key=event.request_id.encode(), value=encode(event))
                 future.add_callback(acked).add_errback(failed)
             await done
         except (KafkaError, TimeoutError) as error:
             ids = [event.event_id for event in events]
-            if isinstance(error, TimeoutError):
-                raise NotAcknowledged(f"Kafka did not acknowledge within {self.ack_timeout_s} s", ids, True) from error
-            raise NotAcknowledged(str(error), ids, error.retriable) from error
+            written = list(acknowledged)  # a snapshot: the sender thread may still append
+            if isinstance(error, TimeoutError | KafkaTimeoutError):
+                reason = f"Kafka did not acknowledge every event within {self.ack_timeout_s} s"
+                raise NotAcknowledged(reason, ids, True, written) from error
+            raise NotAcknowledged(str(error), ids, error.retriable, written) from error
         finally:
             timer.cancel()
 
 
-def _countdown(count: int, loop: asyncio.AbstractEventLoop, done: asyncio.Future) -> tuple[Callable, Callable]:
-    """Callbacks for kafka-python's sender thread: resolve `done` on the loop after `count` acks, or the first error."""
-    acks = itertools.count(1)  # next() is atomic under the GIL: no lock between the sender and the loop thread
+class _Readiness:
+    """Whether Kafka answers, asked at most once a second however often the probe comes."""
+
+    def __init__(self, bootstrap_servers: str, publisher: _Publisher) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.publisher = publisher
+        self.checked_at = -float("inf")
+        self.last: str | None = "not checked yet"
+        self.lock = asyncio.Lock()
+
+    async def problem(self) -> str | None:
+        async with self.lock:
+            if time.monotonic() - self.checked_at >= READY_CACHE_S:
+                if self.publisher._producer is None:
+                    self.last = "the Kafka producer is not started"
+                else:
+                    self.last = await asyncio.to_thread(kafka_unreachable, self.bootstrap_servers, 2.0)
+                self.checked_at = time.monotonic()
+            return self.last
+
+
+def _callbacks(event_id: str, count: int, acknowledged: list[str], loop: asyncio.AbstractEventLoop,
+               done: asyncio.Future) -> tuple[Callable, Callable]:
+    """Callbacks for kafka-python's sender thread: note the acknowledged id; settle `done` on the loop at the last."""
 
     def acked(_metadata) -> None:
-        if next(acks) == count:
+        acknowledged.append(event_id)  # list.append is atomic under the GIL
+        if len(acknowledged) == count:
             loop.call_soon_threadsafe(_settle, done, None)
 
     def failed(error: Exception) -> None:
@@ -260,140 +476,42 @@ def _settle(done: asyncio.Future, error: BaseException | type[BaseException] | N
         done.set_exception(error)
 
 
-class _StrictJSONRequest(Request):
-    """A request whose JSON parser refuses NaN, Infinity and numbers that overflow to infinity (orjson)."""
-
-    async def json(self) -> Any:
-        if not hasattr(self, "_json"):
-            self._json = orjson.loads(await self.body())  # orjson.JSONDecodeError is a json.JSONDecodeError: 422
-        return self._json
-
-
-class _StrictJSONRoute(APIRoute):
-    def get_route_handler(self) -> Callable:
-        handler = super().get_route_handler()
-
-        async def strict(request: Request) -> Response:
-            return await handler(_StrictJSONRequest(request.scope, request.receive))
-
-        return strict
-
-
-async def _invalid_body(_request: Request, error: RequestValidationError) -> Response:
-    problems = [_problem(problem) for problem in error.errors()]
-    return _json(422, {"detail": "invalid request body", "errors": problems})
+def _invalid(problems: list[dict[str, str]]) -> dict:
+    return {"detail": "invalid request body", "errors": problems}
 
 
 def _problem(problem: dict) -> dict[str, str]:
-    """A pydantic/FastAPI error as {"field": "events.0.label", "message": ...}; "" is the whole body."""
-    if problem["type"] == "json_invalid":  # loc is ("body", character position)
-        position, reason = problem["loc"][-1], problem["ctx"]["error"]
-        message = f"invalid JSON at character {position}: {reason} (NaN and Infinity are not JSON)"
-        return {"field": "", "message": message}
-    parts = list(problem["loc"][1:] if problem["loc"][:1] == ("body",) else problem["loc"])
+    """A pydantic error as {"field": "events.0.label", "message": ...}; "" is the whole body."""
+    parts = list(problem["loc"])
     if parts[:1] in ([_ONE], [_BATCH]):  # a tag of FeedbackBody, not a field: no event field is called so
         parts = parts[1:]
     return {"field": ".".join(str(part) for part in parts), "message": problem["msg"].removeprefix("Value error, ")}
 
 
 async def _not_acknowledged(_request: Request, error: NotAcknowledged) -> Response:
-    if not error.retriable:
-        return _json(500, {"detail": f"Kafka refused the events: {error}; retrying will not help"})
+    written = set(error.acknowledged)
     body = {
-        "detail": (
-            f"{error}; some events may be written, none is confirmed. Retry after Retry-After seconds with the "
-            "same event_id values (listed here), so that the store keeps one copy of each."
-        ),
         "event_ids": error.event_ids,
+        "acknowledged": [i for i in error.event_ids if i in written],
+        "not_acknowledged": [i for i in error.event_ids if i not in written],
     }
-    return _json(503, body, {"retry-after": "1"})
+    summary = f"{len(body['acknowledged'])} of {len(error.event_ids)} events acknowledged"
+    if not error.retriable:
+        detail = f"Kafka refused the events: {error}; {summary}. Retrying the others will not help"
+        return _json(500, {"detail": detail, **body})
+    detail = (
+        f"{error}: {summary}; the others may or may not be written. Retry after Retry-After seconds with the same "
+        "event_id values (all, or those not acknowledged), so that the store keeps one copy of each."
+    )
+    return _json(503, {"detail": detail, **body}, {"retry-after": "1"})
+
+
+async def _body_problem(_request: Request, error: _BodyProblem) -> Response:
+    return _json(error.status, error.body)
 
 
 def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, headers=headers, media_type=_JSON)
-
-
-async def _send_json(send, status: int, body: dict, headers: tuple = ()) -> None:
-    """Answer from an ASGI middleware, before the app saw the request."""
-    content = orjson.dumps(body)
-    head = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()), *headers]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": content})
-
-
-def _header(scope: dict, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value
-    return None
-
-
-class _BodyLimit:
-    """413 for a body over `max_bytes`: by Content-Length before reading it, or by counting a chunked one."""
-
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = _header(scope, b"content-length")
-        if length is not None and length.isdigit():  # the server reads exactly this many bytes, no more
-            if int(length) > self.max_bytes:
-                return await self._too_large(send)
-            return await self.app(scope, receive, send)
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-            if size > self.max_bytes:
-                return await self._too_large(send)
-        return await self.app(scope, _replay(b"".join(chunks), receive), send)
-
-    async def _too_large(self, send) -> None:
-        await _send_json(send, 413, {"detail": f"request body is larger than the limit of {self.max_bytes} bytes"})
-
-
-def _replay(body: bytes, receive):
-    """A receive that yields the already-read body once, then whatever the server says next (a disconnect)."""
-    first = True
-
-    async def replayed() -> dict:
-        nonlocal first
-        if first:
-            first = False
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
-
-
-class _BearerAuth:
-    """401 for a request under `protected_prefix` without `Authorization: Bearer <api_key>`, before its body is read."""
-
-    def __init__(self, app, api_key: str, protected_prefix: str) -> None:
-        self.app = app
-        self.key = api_key.encode()
-        self.protected_prefix = protected_prefix
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self.protected_prefix) and not self._allowed(scope):
-            return await _send_json(
-                send,
-                401,
-                {"detail": "missing or wrong API key: send the header 'Authorization: Bearer <key>'"},
-                ((b"www-authenticate", b'Bearer realm="driftloop"'),),
-            )
-        return await self.app(scope, receive, send)
-
-    def _allowed(self, scope) -> bool:
-        scheme, _, token = (_header(scope, b"authorization") or b"").partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key)
 
 
 class _Metrics:

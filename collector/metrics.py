@@ -27,7 +27,7 @@ class ApiMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.latency = Histogram(
-            "driftloop_api_request_seconds", "Request latency.", ["route"], buckets=LATENCY_BUCKETS, registry=registry
+            "driftloop_api_request_duration_seconds", "Request latency, from the first byte of the request to the last of the answer.", ["route"], buckets=LATENCY_BUCKETS, registry=registry
         )
         self.responses = Counter("driftloop_api_responses", "Responses by status code.", ["route", "code"], registry=registry)
         self.events = Counter("driftloop_api_events_accepted", "Events acknowledged by Kafka.", ["topic"], registry=registry)

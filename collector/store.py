@@ -3,24 +3,33 @@
 Drift, curation and retraining read events only through this class. Times
 are UTC; windows are half-open, [start, end). Partition folders (model, date;
 DuckDB decodes their URL-quoted values) let it skip files outside the window.
+
+Every reader sees each event once. The store holds each Kafka record once, but
+one event may be in Kafka twice (a client that retried after a 503, a producer
+retry, a paused collector that finished a write after its partition moved on):
+readers keep the first-written copy of each event id (the earliest Kafka record
+time, then partition and offset). `sql` gives the same views to `driftloop store
+query`, read-only: only SELECT statements, and no file outside the store.
 """
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from driftloop.collector.store_writer import STORE_DIRS
+from driftloop.collector.files import STORE_DIRS, model_folder
 
 FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
-# The store holds each Kafka record once; a client that retried (say after a 503) may have put
-# one event into Kafka twice, with the same event id. Readers see each event once.
-FIRST_OF_EACH_EVENT = "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY kafka_partition, kafka_offset) = 1"
+FIRST_WRITTEN = "kafka_timestamp NULLS LAST, kafka_partition, kafka_offset"
+FIRST_OF_EACH_EVENT = f"QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY {FIRST_WRITTEN}) = 1"
+READ_ONLY_STATEMENTS = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
 BASE_COLUMNS = pa.schema([("event_id", pa.string()), ("request_id", pa.string()), ("timestamp", pa.timestamp("us", tz="UTC"))])
 
 
@@ -39,13 +48,24 @@ class Store:
         return f"read_parquet('{pattern}', hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
 
     def _query(self, sql: str, params: list) -> pa.Table:
-        with duckdb.connect() as connection:
-            connection.execute("SET TimeZone = 'UTC'")
-            return connection.sql(sql, params=params).to_arrow_table()
+        def query() -> pa.Table:
+            with duckdb.connect() as connection:
+                connection.execute("SET TimeZone = 'UTC'")
+                return connection.sql(sql, params=params).to_arrow_table()
+
+        return _again_if_compacted(query)
 
     def models(self) -> list[str]:
         folder = self.store_dir / STORE_DIRS["prediction"]
-        return sorted(urllib.parse.unquote(p.name.removeprefix("model=")) for p in folder.glob("model=*"))
+        names = []
+        for path in folder.glob("model=*"):
+            value = path.name.removeprefix("model=")
+            if value.startswith("~"):  # a long name: the folder holds its hash, a file holds the name
+                value = _model_name_in(path) or value
+            else:
+                value = urllib.parse.unquote(value)
+            names.append(value)
+        return sorted(names)
 
     def has_feedback(self) -> bool:
         return self._scan("feedback") is not None
@@ -61,7 +81,7 @@ class Store:
                 WHERE model = ? AND model_name = ? AND date >= ? AND date <= ? AND timestamp >= ? AND timestamp < ?
                 {FIRST_OF_EACH_EVENT}
                 ORDER BY timestamp, event_id""",
-            [model, model, _day(start), _day(end), start, end],
+            [urllib.parse.unquote(model_folder(model)), model, _day(start), _day(end), start, end],
         )
 
     def feedback(self, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
@@ -119,14 +139,51 @@ class Store:
             return connection.sql(sql, params=[_day(min(end + horizon, FAR_FUTURE)), horizon]).to_arrow_table()
 
     def sql(self, query: str) -> pa.Table:
-        """Run SQL over the views `predictions` and `feedback` (for `driftloop store query`)."""
+        """Run one read-only SQL query over the store's views (for `driftloop store query`).
+
+        `predictions` and `feedback` hold each event once (the first-written copy), as every
+        reader sees them; `predictions_records` and `feedback_records` hold every stored Kafka
+        record, duplicates included. Only SELECT (and EXPLAIN) statements run, and DuckDB may
+        read no file outside the store: `read_text('/etc/passwd')` and `COPY ... TO` are refused.
+        """
+        statements = duckdb.extract_statements(query)
+        if len(statements) != 1 or statements[0].type not in READ_ONLY_STATEMENTS:
+            kinds = [statement.type.name for statement in statements]
+            raise ValueError(f"the store is read-only: one SELECT query is allowed, got {kinds or 'nothing'}")
+        return _again_if_compacted(lambda: self._sandboxed(query))
+
+    def _sandboxed(self, query: str) -> pa.Table:
         with duckdb.connect() as connection:
             connection.execute("SET TimeZone = 'UTC'")
             for kind, view in (("prediction", "predictions"), ("feedback", "feedback")):
                 scan = self._scan(kind)
                 if scan is not None:
-                    connection.execute(f"CREATE VIEW {view} AS SELECT * FROM {scan}")
+                    connection.execute(f"CREATE VIEW {view}_records AS SELECT * FROM {scan}")
+                    connection.execute(f"CREATE VIEW {view} AS SELECT * FROM {view}_records {FIRST_OF_EACH_EVENT}")
+            store = str(self.store_dir.resolve()).replace("'", "''")
+            connection.execute(f"SET allowed_directories = ['{store}/']")
+            connection.execute("SET enable_external_access = false")
+            connection.execute("SET lock_configuration = true")
             return connection.sql(query).to_arrow_table()
+
+
+def _again_if_compacted(query, attempts: int = 5) -> pa.Table:
+    """Run `query`; when compaction replaced a file between DuckDB's listing and its read, list again."""
+    for attempt in range(attempts):
+        try:
+            return query()
+        except duckdb.IOException as error:
+            if attempt == attempts - 1 or "No such file" not in str(error):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _model_name_in(folder: Path) -> str | None:
+    for path in folder.rglob("*.parquet"):
+        names = pq.ParquetFile(path).read(columns=["model_name"])["model_name"]
+        return names[0].as_py() if len(names) else None
+    return None
 
 
 def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:

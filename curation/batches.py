@@ -115,10 +115,13 @@ class BatchLedger:
 
     def load(self, batch_id: str) -> Batch:
         path = self.folder / f"{batch_id}.parquet"
-        if not path.exists():
+        inside = path.resolve().parent == self.folder.resolve() and "/" not in batch_id and "\\" not in batch_id
+        if not inside or not path.is_file():
             known = sorted(p.stem for p in self.folder.glob("*.parquet"))
             raise ValueError(f"no batch {batch_id!r} in {self.folder}; recorded batches: {known[-10:]}")
         rows = pq.read_table(path)
+        if rows.schema.metadata is None or METADATA_KEY not in rows.schema.metadata:
+            raise ValueError(f"{path} is not a batch of driftloop's (it has no batch metadata)")
         meta = json.loads(rows.schema.metadata[METADATA_KEY])
         return Batch(
             batch_id=meta["batch_id"],

@@ -8,6 +8,10 @@ row stops the import with an error naming the row and the field, and no
 label of the file reaches Kafka. Each label becomes a feedback event with
 source "annotator" and an id derived from its content, so importing the same
 file twice stores each label once.
+
+Files are streamed, never loaded whole: `read_labels` checks the file in one
+pass and keeps only each labelled request id (to catch a request labelled
+twice); `ImportedLabels.iter_events` reads it again to send.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from __future__ import annotations
 import csv
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -52,10 +57,20 @@ class LabelFileError(ValueError):
 
 @dataclass(frozen=True)
 class ImportedLabels:
-    """The feedback events a label file gives, and how many of its rows had no label yet."""
+    """A checked label file: how many labels it gives, how many rows had no label yet, and the events, streamed."""
 
-    events: tuple[FeedbackEvent, ...]
+    count: int
     unlabelled_rows: int
+    _events: Callable[[], Iterator[FeedbackEvent]] = field(repr=False)
+
+    def iter_events(self) -> Iterator[FeedbackEvent]:
+        """The feedback events, read from the file again (raises LabelFileError if it changed since the check)."""
+        return self._events()
+
+    @property
+    def events(self) -> tuple[FeedbackEvent, ...]:
+        """All the events at once: for small files (a large one is better sent with `iter_events`)."""
+        return tuple(self.iter_events())
 
 
 def export_batch(batch: Batch, path: Path, fmt: str) -> list[Path]:
@@ -91,7 +106,7 @@ def label_studio_config(classes: list[str]) -> str:
 
 
 def read_labels(path: Path, ledger: BatchLedger, now: datetime | None = None) -> ImportedLabels:
-    """Check a Label Studio JSON export or a label CSV whole and turn it into feedback events.
+    """Check a Label Studio JSON export or a label CSV whole, streaming it, and describe the feedback it gives.
 
     Every labelled row must name a request sent for labelling in one of the
     ledger's batches, with a label among that batch's classes (when the model
@@ -99,15 +114,31 @@ def read_labels(path: Path, ledger: BatchLedger, now: datetime | None = None) ->
     sent. Raises LabelFileError naming the first bad row and field.
     """
     path = Path(path)
-    if path.suffix.lower() == ".json":
-        rows = _label_studio_rows(path)
-    elif path.suffix.lower() == ".csv":
-        rows = _csv_rows(path)
-    else:
+    if path.suffix.lower() not in (".json", ".csv"):
         raise LabelFileError(path, None, "path", "expected a Label Studio JSON export (.json) or a CSV (.csv)")
     allowed = _allowed_labels(ledger)
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    events, unlabelled, seen = [], 0, {}
+    unlabelled: list[int] = []
+    count = sum(1 for _ in _events(path, allowed, now, unlabelled))
+    checked = _fingerprint(path)
+
+    def events() -> Iterator[FeedbackEvent]:
+        if _fingerprint(path) != checked:
+            raise LabelFileError(path, None, "file", "changed since it was checked; check it again")
+        return _events(path, allowed, now, [])
+
+    return ImportedLabels(count, unlabelled[0], events)
+
+
+def _fingerprint(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _events(path: Path, allowed: dict[str, set[str]], now: datetime, unlabelled_out: list) -> Iterator[FeedbackEvent]:
+    """The file's feedback events, each row checked; the count of unlabelled rows lands in `unlabelled_out`."""
+    rows = _label_studio_rows(path) if path.suffix.lower() == ".json" else _csv_rows(path)
+    unlabelled, seen = 0, {}
     for row, request_id, label, labelled_at, annotation in rows:
         if not request_id:
             raise LabelFileError(path, row, "request_id", "missing")
@@ -123,22 +154,32 @@ def read_labels(path: Path, ledger: BatchLedger, now: datetime | None = None) ->
             raise LabelFileError(path, row, "request_id", f"{request_id!r} is labelled twice (also row {seen[request_id]})")
         seen[request_id] = row
         event_id = uuid.uuid5(LABEL_NAMESPACE, f"{request_id}\n{label}\n{annotation}").hex
-        events.append(FeedbackEvent(event_id=event_id, request_id=request_id, label=label, source="annotator",
-                                    timestamp=labelled_at or now))
-    return ImportedLabels(tuple(events), unlabelled)
+        yield FeedbackEvent(event_id=event_id, request_id=request_id, label=label, source="annotator",
+                            timestamp=labelled_at or now)
+    unlabelled_out.append(unlabelled)
 
 
-def send_labels(bootstrap_servers: str, topic: str, events: tuple[FeedbackEvent, ...], timeout_s: float = 60.0) -> int:
-    """Send feedback events to Kafka and wait until every one is acknowledged (acks=all); the count sent."""
-    producer = durable_producer(bootstrap_servers, linger_ms=20)
+def send_labels(bootstrap_servers: str, topic: str, events: Iterable[FeedbackEvent], timeout_s: float = 60.0) -> int:
+    """Send feedback events to Kafka, streaming, and wait until every one is acknowledged (acks=all); the count sent.
+
+    The producer recovers from a broker restart by itself (collector.durable); a send Kafka
+    still refuses after `timeout_s` raises its error.
+    """
+    producer = durable_producer(bootstrap_servers, linger_ms=20, delivery_timeout_ms=int(timeout_s * 1000),
+                                request_timeout_ms=min(30_000, int(timeout_s * 1000) - 20))
+    failures: list[Exception] = []
+    sent = 0
     try:
-        futures = [producer.send(topic, key=e.request_id.encode(), value=encode(e)) for e in events]
+        for event in events:
+            future = producer.send(topic, key=event.request_id.encode(), value=encode(event))
+            future.add_errback(failures.append)
+            sent += 1
         producer.flush(timeout=timeout_s)
-        for future in futures:
-            future.get(timeout=timeout_s)  # raises the Kafka error of a write that failed
     finally:
         producer.close(timeout=timeout_s)
-    return len(events)
+    if failures:
+        raise failures[0]
+    return sent
 
 
 def _classes(batch: Batch) -> list[str]:
@@ -183,22 +224,15 @@ def _for_annotators(batch: Batch) -> pa.Table:
     return table.append_column("label", pa.nulls(rows.num_rows, pa.string()))
 
 
-def _label_studio_rows(path: Path):
-    """(row, request_id, label, labelled_at, annotation id) per task of a Label Studio JSON export."""
-    try:
-        tasks = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise LabelFileError(path, None, "file", f"not a readable JSON file: {error}") from None
-    if not isinstance(tasks, list):
-        raise LabelFileError(path, None, "file", "a Label Studio export is a JSON list of tasks")
-    rows = []
-    for row, task in enumerate(tasks, start=1):
+def _label_studio_rows(path: Path) -> Iterator[tuple]:
+    """(row, request_id, label, labelled_at, annotation id) per task of a Label Studio JSON export, streamed."""
+    for row, task in enumerate(_json_list(path), start=1):
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             raise LabelFileError(path, row, "data", "a task is an object with a 'data' object")
         request_id = task["data"].get("request_id")
         annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
         if not annotations:
-            rows.append((row, request_id, None, None, None))
+            yield row, request_id, None, None, None
             continue
         latest = max(annotations, key=lambda a: str(a.get("updated_at") or a.get("created_at") or ""))
         choices = [r for r in latest.get("result") or [] if isinstance(r, dict) and r.get("from_name") == FROM_NAME]
@@ -208,8 +242,50 @@ def _label_studio_rows(path: Path):
         picked = choices[0]["value"]["choices"]
         if len(picked) != 1:
             raise LabelFileError(path, row, "annotations.result.value.choices", f"expected one choice, got {picked}")
-        rows.append((row, request_id, str(picked[0]), _timestamp(path, row, latest), latest.get("id")))
-    return rows
+        yield row, request_id, str(picked[0]), _timestamp(path, row, latest), latest.get("id")
+
+
+CHUNK_CHARS = 1 << 20
+MAX_TASK_CHARS = 64 << 20
+
+
+def _json_list(path: Path) -> Iterator:
+    """The items of a JSON list, one at a time: memory holds one item and a 1 MiB window, not the file."""
+    decoder = json.JSONDecoder()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            buffer, position, started = "", 0, False
+            while True:
+                if position > CHUNK_CHARS:
+                    buffer, position = buffer[position:], 0
+                while position < len(buffer) and buffer[position] in " \t\r\n,":
+                    position += 1
+                if not started and position < len(buffer):
+                    if buffer[position] != "[":
+                        raise LabelFileError(path, None, "file", "a Label Studio export is a JSON list of tasks")
+                    started, position = True, position + 1
+                    continue
+                if started and position < len(buffer) and buffer[position] == "]":
+                    return
+                try:
+                    item, end = decoder.raw_decode(buffer, position) if position < len(buffer) else (None, -1)
+                except json.JSONDecodeError:
+                    end = -1
+                if end == -1 or end == len(buffer):  # incomplete (or may be): read more first
+                    if len(buffer) - position > MAX_TASK_CHARS:
+                        raise LabelFileError(path, None, "file", f"not a readable JSON file: malformed, or a task "
+                                                                 f"longer than {MAX_TASK_CHARS} characters")
+                    chunk = handle.read(CHUNK_CHARS)
+                    if not chunk:
+                        if end == len(buffer) and started:
+                            raise LabelFileError(path, None, "file", "not a readable JSON file: the list is not closed")
+                        raise LabelFileError(path, None, "file", "not a readable JSON file: it ends in the middle")
+                    buffer += chunk
+                    continue
+                position = end
+                yield item
+    except (OSError, UnicodeDecodeError) as error:
+        raise LabelFileError(path, None, "file", f"not a readable JSON file: {error}") from None
 
 
 def _timestamp(path: Path, row: int, annotation: dict) -> datetime | None:
@@ -223,18 +299,16 @@ def _timestamp(path: Path, row: int, annotation: dict) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _csv_rows(path: Path):
-    """(row, request_id, label, None, None) per data row of a CSV with `request_id` and `label` columns."""
+def _csv_rows(path: Path) -> Iterator[tuple]:
+    """(row, request_id, label, None, None) per data row of a CSV with `request_id` and `label` columns, streamed."""
     try:
         with open(path, newline="") as handle:
             reader = csv.DictReader(handle)
             missing = [c for c in ("request_id", "label") if c not in (reader.fieldnames or [])]
             if missing:
                 raise LabelFileError(path, 0, missing[0], f"column missing; the header has {reader.fieldnames}")
-            return [
-                (row, (record["request_id"] or "").strip(), (record["label"] or "").strip() or None, None, None)
-                for row, record in enumerate(reader, start=1)
-            ]
+            for row, record in enumerate(reader, start=1):
+                yield row, (record["request_id"] or "").strip(), (record["label"] or "").strip() or None, None, None
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise LabelFileError(path, None, "file", f"not a readable CSV file: {error}") from None
 

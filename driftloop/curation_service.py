@@ -74,9 +74,9 @@ def select(
 def import_labels(settings: Settings, path: Path, dry_run: bool = False) -> tuple[ImportedLabels, int]:
     """Check a label file whole, then send its labels to the feedback topic; (what it holds, how many were sent)."""
     labels = read_labels(path, ledger(settings))
-    if dry_run or not labels.events:
+    if dry_run or not labels.count:
         return labels, 0
-    return labels, send_labels(settings.kafka_bootstrap(), settings.kafka.topic("feedback"), labels.events)
+    return labels, send_labels(settings.kafka_bootstrap(), settings.kafka.topic("feedback"), labels.iter_events())
 
 
 def snapshot(

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from prometheus_client import CollectorRegistry
 
 from driftloop.collector.durable import durable_producer
 from driftloop.collector.store import Store
@@ -20,7 +19,7 @@ from driftloop.drift.report import ReportFiles, write_report
 from driftloop.drift.sequential import make_detector
 from driftloop.drift.window import WindowDrift
 from driftloop.layout import SAMPLE_FILE, profile_dir, reports_dir
-from driftloop.services import serve_metrics, stop_on_signals
+from driftloop.services import new_registry, serve_metrics, stop_on_signals
 from driftloop.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ def run_monitor(settings: Settings, model: str) -> None:
         detectors={name: (lambda name=name: make_detector(name)) for name in drift.detectors},
         publish=lambda key, value: producer.send(topic, key=key, value=value).get(timeout=30),
     )
-    registry = CollectorRegistry()
+    registry = new_registry()
     registry.register(DriftMetrics([monitor]))
     serve_metrics(settings, registry, f"drift-{model}", drift.metrics_port)
     try:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import timedelta
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
 
+from driftloop.collector.schemas import EventPolicy
 from driftloop.collector.store_writer import StoreWriter, StoreWriterConfig
 from driftloop.settings import Settings
 from driftloop.stack import register_scrape_target
@@ -21,6 +23,24 @@ def stop_on_signals() -> threading.Event:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     return stop
+
+
+def new_registry() -> CollectorRegistry:
+    """The registry of one service. Counters carry no `_created` series (they would double every counter)."""
+    disable_created_metrics()
+    return CollectorRegistry()
+
+
+def event_policy(settings: Settings) -> EventPolicy:
+    """What ingestion accepts beyond the schema, the same for the API and the collector."""
+    collector = settings.collector
+    return EventPolicy(
+        max_features=collector.max_features,
+        model_names=tuple(collector.model_names),
+        model_name_pattern=collector.model_name_pattern,
+        max_age=timedelta(hours=collector.max_event_age_hours),
+        max_ahead=timedelta(hours=collector.max_event_ahead_hours),
+    )
 
 
 def serve_metrics(settings: Settings, registry: CollectorRegistry, name: str, port: int) -> int:
@@ -40,7 +60,7 @@ def announce_to_prometheus(settings: Settings, name: str, address: str) -> None:
 
 
 def run_store_writer(settings: Settings) -> None:
-    registry = CollectorRegistry()
+    registry = new_registry()
     serve_metrics(settings, registry, "collector", settings.collector.metrics_port)
     config = StoreWriterConfig(
         bootstrap_servers=settings.kafka_bootstrap(),
@@ -50,22 +70,34 @@ def run_store_writer(settings: Settings) -> None:
         batch_events=settings.collector.batch_events,
         batch_seconds=settings.collector.batch_seconds,
         poll_records=settings.collector.poll_records,
+        policy=event_policy(settings),
+        compact_files=settings.collector.compact_files,
     )
     log.info("writing %s and %s into %s", config.topics.predictions, config.topics.feedback, config.store_dir)
     StoreWriter(config, registry).run(stop_on_signals())
 
 
-def run_api(settings: Settings) -> None:
-    from driftloop.collector.api import create_app, serve
+def run_api(settings: Settings, insecure: bool = False) -> None:
+    from driftloop.collector.api import check_bind, create_app, serve
 
-    registry = CollectorRegistry()
+    api = settings.api
+    check_bind(api.host, api.api_key is not None, insecure)
+    registry = new_registry()
     app = create_app(
         bootstrap_servers=settings.kafka_bootstrap(),
         topics=settings.kafka.topics(),
         registry=registry,
-        api_key=settings.api.api_key.get_secret_value() if settings.api.api_key else None,
-        max_body_bytes=settings.api.max_body_bytes,
+        api_key=api.api_key.get_secret_value() if api.api_key else None,
+        max_body_bytes=api.max_body_bytes,
+        body_timeout_s=api.body_timeout_s,
+        ack_timeout_s=api.ack_timeout_s,
+        policy=event_policy(settings),
+        public_metrics=api.public_metrics,
+        public_docs=api.public_docs,
     )
-    announce_to_prometheus(settings, "api", f"{settings.api.host}:{settings.api.port}")
-    log.info("ingestion API on http://%s:%d (OpenAPI at /docs)", settings.api.host, settings.api.port)
-    serve(app, settings.api.host, settings.api.port, log_level=settings.log_level.lower())
+    if api.api_key is None or api.public_metrics:
+        announce_to_prometheus(settings, "api", f"{api.host}:{api.port}")
+    else:
+        log.warning("/metrics needs the API key: the local Prometheus cannot scrape it (set api.public_metrics)")
+    log.info("ingestion API on http://%s:%d (OpenAPI at /docs)", api.host, api.port)
+    serve(app, api.host, api.port, log_level=settings.log_level.lower(), insecure=insecure)

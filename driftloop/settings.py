@@ -11,6 +11,7 @@ Sources, strongest first: keyword arguments, environment variables
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -119,13 +120,30 @@ class RaySettings(_Part):
 
 
 class CollectorSettings(_Part):
-    """The consumer that writes the store (`driftloop collector run`)."""
+    """The consumer that writes the store (`driftloop collector run`), and what ingestion accepts (API too)."""
 
     group_id: str = Field(default="driftloop-store-writer", min_length=1)
     batch_events: Annotated[int, Field(ge=1)] = 50_000
     batch_seconds: Annotated[float, Field(gt=0)] = 1.0
     poll_records: Annotated[int, Field(ge=1)] = 10_000
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: any free port
+    compact_files: Annotated[int, Field(ge=2)] = 32  # a store folder with more files has its committed ones merged
+    # What an event may hold beyond the schema (the API answers 422, the collector dead-letters):
+    max_features: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    model_names: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list)  # empty: any
+    model_name_pattern: str | None = None  # a regular expression a model name must match whole
+    max_event_age_hours: Annotated[float, Field(gt=0)] = 24 * 365.0  # before the clock it is judged by
+    max_event_ahead_hours: Annotated[float, Field(ge=0)] = 24.0  # after it
+
+    @field_validator("model_name_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"not a regular expression: {error}") from None
+        return pattern
 
 
 class ApiSettings(_Part):
@@ -135,6 +153,10 @@ class ApiSettings(_Part):
     port: Port = 18000
     api_key: SecretStr | None = Field(default=None, min_length=16)
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    body_timeout_s: Annotated[float, Field(gt=0)] = 10.0  # a body not all there by then: 408
+    ack_timeout_s: Annotated[float, Field(gt=0)] = 10.0  # Kafka's acknowledgement not there by then: 503
+    public_metrics: bool = False  # with a key: /metrics open anyway (for a Prometheus that cannot send it)
+    public_docs: bool = False  # with a key: /docs and /openapi.json open anyway
 
 
 class DriftSettings(_Part):

@@ -13,6 +13,7 @@ import duckdb
 import numpy as np
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from driftloop.collector.schemas import decode
 from driftloop.collector.store import Store
@@ -83,9 +84,10 @@ def produce_raw(bootstrap: str, topic: str, values: list[bytes], key: bytes = b"
 
 
 def stored_counts(store: Store, view: str = "predictions") -> tuple[int, int]:
-    """(rows, distinct event ids) in one view of the store; (0, 0) when it is empty."""
+    """(stored Kafka records, distinct event ids) of one kind in the store; (0, 0) when it is empty."""
     try:
-        rows, distinct = store.sql(f"SELECT count(*), count(DISTINCT event_id) FROM {view}").to_pylist()[0].values()
+        query = f"SELECT count(*), count(DISTINCT event_id) FROM {view}_records"
+        rows, distinct = store.sql(query).to_pylist()[0].values()
     except duckdb.CatalogException:  # no file yet: the view does not exist
         return 0, 0
     return rows, distinct
@@ -145,7 +147,10 @@ def group_members_with_partitions(bootstrap: str, group_id: str) -> int:
     """How many members of `group_id` hold at least one partition (a stable group has finished its join)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        group = admin.describe_groups([group_id])[group_id]
+        try:
+            group = admin.describe_groups([group_id])[group_id]
+        except KafkaError:  # the group coordinator is still loading (a fresh or restarted broker)
+            return 0
         if group["group_state"] != "Stable":
             return 0
         return sum(1 for member in group["members"] if _assigned_partitions(member))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
+import jsonschema
 import orjson
 import pytest
 import uvicorn
@@ -19,7 +21,8 @@ from events import event_ids_in, feedback_for, prediction_documents
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftloop.collector import Topics, create_app
+from driftloop.collector import Topics, create_app, serve
+from driftloop.collector.api import is_loopback
 from driftloop.settings import KafkaSettings
 from driftloop.stack import create_topics, free_port
 
@@ -112,6 +115,22 @@ BAD_BODIES = {
     "batch-over-1000": ("/v1/feedback", orjson.dumps({"events": [GOOD_FEEDBACK] * 1001}), "events"),
     "not-an-object": ("/v1/predictions", b"[1, 2]", ""),
     "empty-body": ("/v1/feedback", b"", ""),
+    # one rule, stated once in the schema: no lax coercions
+    "rating-false": ("/v1/feedback", orjson.dumps({**GOOD_FEEDBACK, "rating": False}), "rating"),
+    "rating-as-text": ("/v1/feedback", orjson.dumps({**GOOD_FEEDBACK, "rating": "1.5"}), "rating"),
+    "timestamp-as-a-number": ("/v1/feedback", orjson.dumps({**GOOD_FEEDBACK, "timestamp": 0}), "timestamp"),
+    "empty-label": ("/v1/feedback", orjson.dumps({"request_id": "r-1", "label": ""}), "label.constrained-str"),
+    "time-before-1970": ("/v1/feedback", orjson.dumps({**GOOD_FEEDBACK, "timestamp": "0001-01-01T00:30+01:00"}), "timestamp"),
+    "integer-feature-past-64-bits": (
+        "/v1/predictions", orjson.dumps({"events": [{**GOOD_PREDICTION, "features": {"x": 2**64 - 1}}]}), "events.0.features"
+    ),
+    "too-many-features": (
+        "/v1/predictions", orjson.dumps({"events": [{**GOOD_PREDICTION, "features": {f"x{i}": 1.0 for i in range(1001)}}]}),
+        "events.0.features",
+    ),
+    "time-far-from-the-clock": (
+        "/v1/feedback", orjson.dumps({**GOOD_FEEDBACK, "timestamp": "2001-01-01T00:00:00Z"}), "timestamp"
+    ),
 }
 
 
@@ -200,7 +219,7 @@ def test_metrics_count_accepted_events_responses_and_latency(api):
         return (
             metric(text, "driftloop_api_events_accepted_total", {"topic": api.topics.feedback}),
             metric(text, "driftloop_api_responses_total", {"route": "/v1/feedback", "code": "422"}),
-            metric(text, "driftloop_api_request_seconds_count", {"route": "/v1/feedback"}),
+            metric(text, "driftloop_api_request_duration_seconds_count", {"route": "/v1/feedback"}),
         )
 
     before = scrape()
@@ -236,6 +255,7 @@ def test_503_with_retry_after_when_kafka_does_not_acknowledge_in_time(local_stac
     assert answer.status_code == 503, answer.text
     assert int(answer.headers["retry-after"]) >= 1
     assert answer.json()["event_ids"] == ["e-1"] and "same event_id" in answer.json()["detail"]
+    assert (answer.json()["acknowledged"], answer.json()["not_acknowledged"]) == ([], ["e-1"])
     assert 1.0 < waited < 10
 
 
@@ -252,15 +272,88 @@ def test_the_api_refuses_to_start_when_its_topics_do_not_exist(kafka):
         asyncio.run(start())
 
 
-def test_an_event_kafka_can_never_take_gets_500_not_a_retry(kafka_settings):
+def test_a_batch_with_an_event_kafka_can_never_take_is_refused_whole_before_anything_is_sent(kafka_settings):
     app = create_app(
         bootstrap_servers=kafka_settings.bootstrap_servers, topics=kafka_settings.topics(),
         registry=CollectorRegistry(), max_body_bytes=4 * 1024 * 1024,
     )
-    huge = {**GOOD_PREDICTION, "embedding": [0.12345678901234567] * 65536}  # ~1.3 MB encoded; Kafka takes 1 MiB
+    good = prediction_documents(5)
+    huge = {**good[0], "event_id": "huge", "embedding": [0.12345678901234567] * 65536}  # ~1.3 MB; Kafka takes 1 MiB
 
     with serving(app) as url:
-        answer = httpx.post(f"{url}/v1/predictions", json={"events": [huge]}, timeout=30)
+        answer = httpx.post(f"{url}/v1/predictions", json={"events": good[1:] + [huge]}, timeout=30)
 
-    assert answer.status_code == 500, answer.text
-    assert "retrying will not help" in answer.json()["detail"] and "retry-after" not in answer.headers
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["field"] == "events.4" and "Kafka takes at most" in answer.json()["errors"][0]["message"]
+    assert not event_ids_in(kafka_settings.bootstrap_servers, kafka_settings.topic("predictions"), "prediction"), \
+        "all or nothing: not one event of the batch was sent"
+
+
+def test_openapi_states_the_key_and_the_rules(api):
+    spec = api.client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <api key>`"}
+    assert spec["paths"]["/v1/predictions"]["post"]["security"] == [{"apiKey": []}]
+    prediction = spec["components"]["schemas"]["PredictionEventV1"]["properties"]
+    assert (prediction["features"]["minProperties"], prediction["features"]["maxProperties"]) == (1, 1000)
+    output = spec["components"]["schemas"]["PredictionOutput"]
+    assert [branch["required"] for branch in output["anyOf"]] == [["label"], ["probabilities"], ["score"]]
+    feedback = spec["components"]["schemas"]["FeedbackEventV1"]
+    assert [branch["required"] for branch in feedback["anyOf"]] == [["label"], ["rating"]]
+    body = spec["paths"]["/v1/predictions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["events"] == {
+        "items": {"$ref": "#/components/schemas/PredictionEventV1"}, "maxItems": 1000, "minItems": 1,
+        "title": "Events", "type": "array"}
+    # What OpenAPI states, a validator of it enforces: the cases it can state are refused by the document too.
+    validator = jsonschema.Draft202012Validator({**body, "components": spec["components"]})
+    assert validator.is_valid({"events": [GOOD_PREDICTION]})
+    for case in ("missing-field", "empty-batch", "too-many-features"):
+        assert not validator.is_valid(orjson.loads(BAD_BODIES[case][1])), case
+    assert not validator.is_valid({"events": [{**GOOD_PREDICTION, "output": {"label": None}}]}), "output says nothing"
+
+
+def test_with_a_key_metrics_and_docs_need_it_and_health_does_not(api):
+    with httpx.Client(base_url=str(api.client.base_url), timeout=30) as anonymous:
+        assert [anonymous.get(path).status_code for path in ("/metrics", "/openapi.json", "/docs")] == [401] * 3
+        assert anonymous.get("/healthz").status_code == 200
+        assert anonymous.get("/readyz").json() == {"status": "ready"}
+    assert api.client.get("/metrics").status_code == 200
+
+
+def raw_request(url: str, head: bytes, body: bytes = b"", wait_s: float = 30) -> bytes:
+    """Send `head` and part of a body on a socket, then read what the server answers without sending more."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait_s) as connection:
+        connection.sendall(head + body)
+        return connection.recv(65536)
+
+
+def test_a_request_without_the_key_is_refused_before_its_body_is_read(api):
+    head = (b"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 900000\r\n\r\n")
+    started = time.monotonic()
+    answer = raw_request(str(api.client.base_url), head, b'{"request_id"')  # 13 of 900,000 bytes sent
+    assert answer.startswith(b"HTTP/1.1 401") and b"Authorization: Bearer" in answer
+    assert time.monotonic() - started < 10
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_408(kafka_settings):
+    app = create_app(bootstrap_servers=kafka_settings.bootstrap_servers, topics=kafka_settings.topics(),
+                     registry=CollectorRegistry(), body_timeout_s=1.0)
+    head = (b"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 5000\r\n\r\n")
+    with serving(app) as url:
+        started = time.monotonic()
+        answer = raw_request(url, head, b'{"request_id": "r-1", ')
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in answer
+    assert 0.9 < waited < 10
+
+
+def test_serving_beyond_loopback_without_a_key_is_refused_unless_insecure(kafka_settings):
+    app = create_app(bootstrap_servers=kafka_settings.bootstrap_servers, topics=kafka_settings.topics(),
+                     registry=CollectorRegistry())
+    with pytest.raises(PermissionError, match="without an API key.*--insecure"):
+        serve(app, host="0.0.0.0", port=free_port())
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")

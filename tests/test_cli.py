@@ -118,3 +118,10 @@ def test_listing_batches_does_not_import_scikit_learn(env):
     )
     ran = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert ran.stderr.strip().splitlines()[-1] == "False", ran.stderr
+
+
+def test_the_api_refuses_to_listen_beyond_loopback_without_a_key(env):
+    done = run_cli("api", "run", env={**env, "DRIFTLOOP_API__HOST": "0.0.0.0", "DRIFTLOOP_STACK__START_PROMETHEUS": "false"})
+    assert done.returncode == EXIT_RUNTIME
+    line = one_error_line(done)
+    assert "without an API key" in line and "--insecure" in line

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from driftloop.curation import BatchLedger, LabelFileError, Pool, export_batch, make_strategy, read_labels
@@ -95,3 +96,43 @@ def test_csv_and_parquet_exports_carry_the_model_answer_and_an_empty_label(ledge
     assert read_labels(tmp_path / "batch.csv", ledger).unlabelled_rows == 4, "the export reads back as a label file"
     with pytest.raises(ValueError, match="Valid values"):
         export_batch(batch, tmp_path / "batch.xlsx", "excel")
+
+
+def test_a_large_label_file_is_streamed_not_loaded_whole(tmp_path):
+    """5,000 tasks (~25 MB of JSON): reading them back holds a task at a time and the ids seen, not the file."""
+    import tracemalloc
+
+    request_ids = [f"r{i}" for i in range(5_000)]
+    rows = pa.table({"event_id": request_ids, "request_id": request_ids, "label": ["cat"] * len(request_ids),
+                     "feature.x": [1.0] * len(request_ids)})
+    ledger = BatchLedger(tmp_path / "batches")
+    ledger.record(make_strategy("random", seed=0).select(Pool.from_table(rows), len(request_ids)), rows, "pets", 5_000)
+    choice = {"from_name": "label", "to_name": "input", "type": "choices", "value": {"choices": ["dog"]}}
+    path = tmp_path / "export.json"
+    with open(path, "w") as handle:
+        handle.write("[\n")
+        for i, request_id in enumerate(request_ids):
+            task = {"id": i, "data": {"request_id": request_id, "features": {"x": 1.0}, "note": "n" * 5000},
+                    "annotations": [{"id": i, "updated_at": "2026-11-23T10:00:00Z", "result": [choice]}]}
+            handle.write(("," if i else "") + json.dumps(task) + "\n")
+        handle.write("]\n")
+    size = path.stat().st_size
+    assert size > 20_000_000
+
+    tracemalloc.start()
+    labels = read_labels(path, ledger)
+    baseline = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    sent = sum(1 for _ in labels.iter_events())
+    peak = tracemalloc.get_traced_memory()[1] - baseline
+    tracemalloc.stop()
+    assert labels.count == sent == 5_000 and labels.unlabelled_rows == 0
+    # Loading the file whole took about 14 times its size (a 78 MB file peaked at 1.1 GB).
+    assert peak < size / 2, f"reading {size / 1e6:.0f} MB of labels back peaked at {peak / 1e6:.0f} MB"
+
+
+def test_a_batch_id_cannot_name_a_file_outside_the_batch_folder(ledger, tmp_path):
+    outside = tmp_path / "secret.parquet"
+    pq.write_table(pa.table({"x": [1]}), outside)
+    with pytest.raises(ValueError, match="no batch '../secret'"):
+        ledger.load("../secret")

@@ -46,3 +46,14 @@ def test_prometheus_loaded_the_shipped_alert_rules(prometheus):
     groups = get_json(f"{prometheus.url}/api/v1/rules")["data"]["groups"]
     alerts = {rule["name"] for group in groups for rule in group["rules"]}
     assert {"DriftloopDatasetDrift", "DriftloopAccuracyDrop", "DriftloopDeadLetters"} <= alerts
+
+
+def test_service_registries_carry_no_created_series():
+    from prometheus_client import Counter, generate_latest
+
+    from driftloop.services import new_registry
+
+    registry = new_registry()
+    Counter("driftloop_test_events", "A counter of a service.", registry=registry).inc()
+    text = generate_latest(registry).decode()
+    assert "driftloop_test_events_total 1.0" in text and "_created" not in text

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 import urllib.request
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import duckdb
 import orjson
+import pyarrow as pa
 import pytest
 from events import (
     START,
@@ -25,12 +31,17 @@ from events import (
     stored_counts,
     wait_until,
 )
-from kafka import KafkaConsumer
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from driftloop.collector.files import PendingIndex, write_durably
+from driftloop.collector.schemas import InvalidEvent
 from driftloop.collector.store import Store
 from driftloop.collector.store_writer import StoreWriter, StoreWriterConfig
-from driftloop.stack import free_port
+from driftloop.settings import KafkaSettings
+from driftloop.stack import create_topics, free_port
 
 
 @pytest.fixture
@@ -137,7 +148,7 @@ def collector_process(kafka: str, prefix: str, data_dir: Path, log: Path, metric
     }
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "driftloop.cli", "collector", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "driftloop.cli", "--debug", "collector", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
 
@@ -246,3 +257,152 @@ def test_an_event_sent_twice_by_a_retrying_client_is_read_once(running_writer, w
     assert wait_until(lambda: stored_counts(store)[0] == 110, 30), "the store keeps every Kafka record"
     assert store.predictions("churn").num_rows == 100, "readers see each event once"
     assert sorted(store.predictions("churn")["event_id"].to_pylist()) == sorted(d["event_id"] for d in documents)
+
+
+# A hostile producer, for the property test: arbitrary bytes, arbitrary JSON, the issue's poison records.
+POISON = [
+    None,  # a tombstone
+    b"null",
+    b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    b"x" * 5_000,  # larger than the test's DLQ copy limit: dead-lettered by reference
+    orjson.dumps({**prediction_documents(1)[0], "event_id": "old", "timestamp": "0001-01-01T00:30+01:00"}),
+    orjson.dumps({**prediction_documents(1)[0], "event_id": "big-int", "features": {"x": 2**64 - 1}}),
+]
+json_documents = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6,
+)
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+@given(st.lists(st.binary(max_size=60) | json_documents.map(lambda d: orjson.dumps(d, option=orjson.OPT_SERIALIZE_NUMPY)),
+                min_size=1, max_size=25))
+def test_no_record_stops_the_collector_and_every_bad_one_is_dead_lettered(kafka, writer_config_factory, junk):
+    writer_config, registry, writer = writer_config_factory()
+    topics = writer_config.topics
+    good = prediction_documents(299) + prediction_documents(1, model="m" * 256)  # the schema allows 256: stored
+    bad = junk + POISON
+    producer = KafkaProducer(bootstrap_servers=kafka, acks="all")
+    for index, value in enumerate(bad):  # good and bad interleaved, in one partition, so that they share batches
+        for document in good[index * 10:(index + 1) * 10]:
+            producer.send(topics.predictions, key=b"k", value=orjson.dumps(document), partition=0)
+        producer.send(topics.predictions, key=b"k", value=value, partition=0)
+    for document in good[len(bad) * 10:]:
+        producer.send(topics.predictions, key=b"k", value=orjson.dumps(document), partition=0)
+    producer.flush()
+    producer.close()
+    end = 300 + len(bad)  # a fresh topic: the offsets of partition 0 run from 0
+
+    def written() -> bool:
+        writer.step()
+        return writer.committed.get(TopicPartition(topics.predictions, 0)) == end
+
+    assert wait_until(written, 90, interval_s=0), "the collector went through every record"
+    store = Store(writer_config.store_dir)
+    assert stored_counts(store) == (300, 300), "every good event stored exactly once"
+    consumer = KafkaConsumer(topics.dlq, bootstrap_servers=kafka, auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    letters = list(consumer)
+    consumer.close()
+    assert len(letters) == len(bad), "every bad record is on the DLQ"
+    assert all(dict(letter.headers)["reason"].decode() in InvalidEvent.CODES for letter in letters)
+    big = [letter for letter in letters if dict(letter.headers).get("by_reference") == b"true"]
+    references = sorted((orjson.loads(letter.value)["offset"], orjson.loads(letter.value)["bytes"]) for letter in big)
+    assert references == [(11 * (len(junk) + 2) + 10, 200_007), (11 * (len(junk) + 3) + 10, 5_001)], \
+        "records too large to copy are dead-lettered by reference: where they are, and why"
+    writer.flush_all()
+    writer.close()
+
+
+@pytest.fixture
+def writer_config_factory(kafka):
+    """A fresh topic prefix, store and writer per hypothesis example (the test's fixtures are shared by examples)."""
+    made = []
+
+    def make():
+        settings = KafkaSettings(bootstrap_servers=kafka, topic_prefix=f"test-{uuid.uuid4().hex[:10]}.")
+        create_topics(kafka, settings)
+        store_dir = Path(tempfile.mkdtemp(prefix="store-"))
+        config = StoreWriterConfig(bootstrap_servers=kafka, topics=settings.topics(), store_dir=store_dir,
+                                   group_id=f"{settings.topic_prefix}writer", batch_seconds=0.3, dlq_copy_bytes=4096)
+        registry = CollectorRegistry()
+        writer = StoreWriter(config, registry)
+        made.append(store_dir)
+        return config, registry, writer
+
+    yield make
+    for folder in made:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_model_name_of_any_length_is_stored_and_read_back(running_writer, writer_config, kafka):
+    names = ["m" * 256, "é/" * 128, "churn"]
+    documents = [d for name in names for d in prediction_documents(5, model=name)]
+    produce(kafka, writer_config.topics.predictions, documents)
+    store = Store(writer_config.store_dir)
+    assert wait_until(lambda: stored_counts(store)[0] == 15, 30)
+    assert store.models() == sorted(names)
+    assert all(store.predictions(name).num_rows == 5 for name in names)
+
+
+def test_of_two_copies_of_an_event_readers_keep_the_first_written_everywhere(running_writer, writer_config, kafka):
+    first = prediction_documents(1)[0]
+    later = {**first, "model_version": "the retry"}
+    producer = KafkaProducer(bootstrap_servers=kafka, acks="all")
+    producer.send(writer_config.topics.predictions, value=orjson.dumps(first), key=b"a", partition=3).get(10)
+    producer.send(writer_config.topics.predictions, value=orjson.dumps(later), key=b"a", partition=0).get(10)
+    producer.close()
+    store = Store(writer_config.store_dir)
+    assert wait_until(lambda: stored_counts(store) == (2, 1), 30)
+    assert store.predictions("churn")["model_version"].to_pylist() == ["1"], "the first written, not partition 0"
+    assert store.sql("SELECT count(*) AS n, min(model_version) AS v FROM predictions").to_pylist() == [{"n": 1, "v": "1"}]
+
+
+def test_store_query_is_read_only_and_sees_no_file_outside_the_store(running_writer, writer_config, kafka):
+    produce(kafka, writer_config.topics.predictions, prediction_documents(3))
+    store = Store(writer_config.store_dir)
+    assert wait_until(lambda: stored_counts(store)[0] == 3, 30)
+    with pytest.raises(duckdb.PermissionException):
+        store.sql("SELECT * FROM read_text('/etc/passwd')")
+    forged = writer_config.store_dir / "predictions" / "forged.parquet"
+    with pytest.raises(ValueError, match="read-only"):
+        store.sql(f"COPY (SELECT * FROM predictions) TO '{forged}'")
+    with pytest.raises(ValueError, match="read-only"):
+        store.sql("SELECT 1; SELECT 2")
+    assert not forged.exists() and store.sql("SELECT count(*) AS n FROM predictions").to_pylist() == [{"n": 3}]
+
+
+def test_many_small_requests_are_compacted_so_files_track_hours(writer_config, kafka):
+    config = dataclasses.replace(writer_config, compact_files=4, batch_seconds=0.05)
+    writer = StoreWriter(config, CollectorRegistry())
+    documents = prediction_documents(60)
+    for i in range(0, 60, 3):  # 20 small batches into one hour of one model
+        produce(kafka, config.topics.predictions, documents[i:i + 3])
+        wait_until(lambda i=i: writer.step() is not None and stored_counts(Store(config.store_dir))[0] >= i + 3, 30, 0)
+    writer.flush_all()
+    writer.close()
+    files = list((config.store_dir / "predictions").rglob("*.parquet"))
+    assert len(files) <= 5, f"{len(files)} files in one hour's folder"
+    assert stored_counts(Store(config.store_dir)) == (60, 60)
+
+
+def test_recovery_reads_the_pending_index_not_the_whole_store(writer_config, tmp_path):
+    """A store of 2,000 hours: recovering a partition costs its pending batches, not the store's size."""
+    index = PendingIndex(writer_config.store_dir)
+    topic = writer_config.topics.predictions
+    table = pa.table({"event_id": ["e"], "kafka_offset": [0]})
+    for hour in range(2000):
+        folder = writer_config.store_dir / "predictions" / "model=churn" / f"date=2026-01-{1 + hour // 24:02d}" / f"hour={hour % 24:02d}"
+        write_durably(table, folder / f"{topic}+0+{hour:020d}+{hour:020d}.parquet")
+    uncommitted = writer_config.store_dir / "predictions" / "model=churn" / "date=2026-03-01" / "hour=00"
+    path = uncommitted / f"{topic}+0+{5000:020d}+{5009:020d}.parquet"
+    index.add(topic, 0, 5000, 5009, [path])
+    write_durably(table, path)
+    started = time.perf_counter()
+    removed = index.recover(topic, 0, committed=5000)
+    took = time.perf_counter() - started
+    assert removed == 1 and not path.exists()
+    assert len(list((writer_config.store_dir / "predictions").rglob("*.parquet"))) == 2000, "committed files stay"
+    started = time.perf_counter()
+    list((writer_config.store_dir / "predictions").rglob(f"{topic}+0+*.parquet"))  # what recovery did before
+    walked = time.perf_counter() - started
+    assert took < walked, f"index {took * 1000:.2f} ms, walking the store {walked * 1000:.2f} ms"

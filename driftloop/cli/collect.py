@@ -26,11 +26,18 @@ def collector_run(config: ConfigOption = None) -> None:
 
 
 @api_app.command("run")
-def api_run(config: ConfigOption = None) -> None:
-    """Serve POST /v1/predictions, POST /v1/feedback, /healthz, /metrics; OpenAPI at /docs."""
+def api_run(
+    config: ConfigOption = None,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="Serve beyond loopback without an API key (anyone who reaches it can write events).")] = False,
+) -> None:
+    """Serve POST /v1/predictions, POST /v1/feedback, /healthz, /readyz, /metrics; OpenAPI at /docs.
+
+    Beyond 127.0.0.1 it needs an API key (DRIFTLOOP_API__API_KEY) unless --insecure.
+    """
     from driftloop.services import run_api
 
-    run_api(setup(config))
+    run_api(setup(config), insecure=insecure)
 
 
 @store_app.command("query")

@@ -142,7 +142,7 @@ def import_(
     settings = setup(config)
     with console.status("checking the file and sending its labels"):
         labels, sent = import_labels(settings, path, dry_run)
-    console.print(f"{len(labels.events)} labels checked, {sent} sent to {settings.kafka.topic('feedback')}; "
+    console.print(f"{labels.count} labels checked, {sent} sent to {settings.kafka.topic('feedback')}; "
                   f"{labels.unlabelled_rows} rows not labelled yet")
 
 
