@@ -8,11 +8,15 @@ DuckDB decodes their URL-quoted values) let it skip files outside the window.
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from driftloop.collector.store_writer import STORE_DIRS
 
@@ -22,6 +26,37 @@ FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 # one event into Kafka twice, with the same event id. Readers see each event once.
 FIRST_OF_EACH_EVENT = "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY kafka_partition, kafka_offset) = 1"
 BASE_COLUMNS = pa.schema([("event_id", pa.string()), ("request_id", pa.string()), ("timestamp", pa.timestamp("us", tz="UTC"))])
+# A feedback event labels a prediction of the same request when its time lies in
+# [prediction time - CLOCK_SKEW, prediction time + horizon]: the clocks of the model server and of
+# whoever sends feedback may disagree a little, but feedback an hour before its prediction is not its.
+CLOCK_SKEW = timedelta(hours=1)
+LABEL_COLUMNS = ("true_label", "rating", "feedback_source", "feedback_timestamp")
+
+
+# The labelled view: a feedback event labels a prediction of its request when it carries a label
+# and came within [prediction time - CLOCK_SKEW, prediction time + horizon] (params: skew, horizon).
+IN_HORIZON = ("f.request_id = p.request_id AND f.label IS NOT NULL "
+              "AND f.timestamp >= p.timestamp - ? AND f.timestamp <= p.timestamp + ?")
+LATEST_LABEL = f"""
+    SELECT p.*, f.label AS true_label, f.rating, f.source AS feedback_source, f.timestamp AS feedback_timestamp
+    FROM p JOIN ({{feedback}}) f ON {IN_HORIZON}
+    QUALIFY row_number() OVER (PARTITION BY p.event_id ORDER BY f.timestamp DESC, f.kafka_offset DESC, f.event_id DESC) = 1
+    ORDER BY p.timestamp, p.event_id"""
+WITHOUT_LABEL = f"SELECT p.* FROM p ANTI JOIN ({{feedback}}) f ON {IN_HORIZON} ORDER BY p.timestamp, p.event_id"
+EVERY_LABEL = f"""
+    SELECT p.event_id, p.request_id, p.timestamp, p.label, f.event_id AS feedback_event_id, f.label AS true_label,
+           f.source AS feedback_source, f.timestamp AS feedback_timestamp
+    FROM p JOIN ({{feedback}}) f ON {IN_HORIZON}
+    QUALIFY row_number() OVER (PARTITION BY p.event_id, f.event_id) = 1
+    ORDER BY f.timestamp, f.event_id, p.event_id"""
+
+
+@dataclass(frozen=True)
+class Arrived:
+    """What `Store.arrived` read: the new rows, and the position to read on from next time."""
+
+    rows: pa.Table
+    position: dict[str, dict[str, int]]
 
 
 class Store:
@@ -30,13 +65,48 @@ class Store:
     def __init__(self, store_dir: Path) -> None:
         self.store_dir = Path(store_dir)
 
-    def _scan(self, kind: str) -> str | None:
-        """A read_parquet(...) expression over every file of `kind`, or None when there is none."""
+    def _scan(self, kind: str, model: str | None = None, start: datetime | None = None,
+              end: datetime | None = None) -> str | None:
+        """A read_parquet(...) expression over the files of `kind`, or None when there is none.
+
+        With a window (`start`, `end`, and the model for predictions), only the files of the hour
+        folders that can hold its events are read: a query costs its window, not the store's history.
+        """
         folder = self.store_dir / STORE_DIRS[kind]
-        if not any(folder.rglob("*.parquet")):
-            return None
-        pattern = str(folder / "**" / "*.parquet").replace("'", "''")
-        return f"read_parquet('{pattern}', hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
+        if start is None or end is None:
+            if not any(folder.rglob("*.parquet")):
+                return None
+            source = "'" + str(folder / "**" / "*.parquet").replace("'", "''") + "'"
+        else:
+            files = self._files(kind, model, start, end)
+            if not files:
+                return None
+            source = "[" + ", ".join("'" + str(path).replace("'", "''") + "'" for path in files) + "]"
+        return f"read_parquet({source}, hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
+
+    def _files(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[Path]:
+        """Files of `kind` (of `model`) in the hour folders that can hold event times in [start, end]."""
+        return [path for folder, _ in self._hour_folders(kind, model, start, end) for path in sorted(folder.glob("*.parquet"))]
+
+    def _hour_folders(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[tuple[Path, str]]:
+        """(folder, "date=…/hour=…") of each hour folder whose hour overlaps [start, end], oldest first."""
+        root = self.store_dir / STORE_DIRS[kind]
+        if kind == "prediction":
+            root = root / f"model={urllib.parse.quote(model, safe='')}"
+        first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        first_day, last_day = _day(first), _day(end.astimezone(UTC))
+        folders = []
+        for day in _partition_values(root, "date"):
+            if not first_day <= day <= last_day:
+                continue
+            for hour in _partition_values(root / f"date={day}", "hour"):
+                try:
+                    moment = datetime.fromisoformat(f"{day}T{hour}:00:00+00:00")
+                except ValueError:  # not a folder of ours
+                    continue
+                if first <= moment <= end:
+                    folders.append((root / f"date={day}" / f"hour={hour}", f"date={day}/hour={hour}"))
+        return folders
 
     def _query(self, sql: str, params: list) -> pa.Table:
         with duckdb.connect() as connection:
@@ -52,10 +122,10 @@ class Store:
 
     def predictions(self, model: str, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
         """Predictions of `model` with timestamps in [start, end), oldest first, each event once."""
-        scan = self._scan("prediction")
+        start, end = _window(start, end)
+        scan = self._scan("prediction", model, start, end)
         if scan is None:
             return BASE_COLUMNS.empty_table()
-        start, end = _window(start, end)
         return self._query(
             f"""SELECT * EXCLUDE (model, date, hour) FROM {scan}
                 WHERE model = ? AND model_name = ? AND date >= ? AND date <= ? AND timestamp >= ? AND timestamp < ?
@@ -66,10 +136,10 @@ class Store:
 
     def feedback(self, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
         """Feedback with timestamps in [start, end), oldest first, each event once."""
-        scan = self._scan("feedback")
+        start, end = _window(start, end)
+        scan = self._scan("feedback", None, start, end)
         if scan is None:
             return BASE_COLUMNS.empty_table()
-        start, end = _window(start, end)
         return self._query(
             f"""SELECT * EXCLUDE (date, hour) FROM {scan}
                 WHERE date >= ? AND date <= ? AND timestamp >= ? AND timestamp < ?
@@ -82,11 +152,16 @@ class Store:
         self, model: str, start: datetime | None = None, end: datetime | None = None,
         horizon: timedelta = timedelta(days=7),
     ) -> pa.Table:
-        """Predictions in the window joined to their feedback, when it came within `horizon` of the prediction.
+        """Predictions in the window with their label: the latest feedback label given within `horizon`.
 
-        Feedback may be stored before its prediction; the join is on event time,
-        not arrival. With several feedback events, the latest wins. Adds
-        `true_label`, `rating`, `feedback_source`, `feedback_timestamp`.
+        A feedback event labels a prediction of its request when it carries a label and its
+        time lies in [prediction time - CLOCK_SKEW, prediction time + horizon]; feedback
+        outside that interval labels nothing and corrects nothing. Of the labels in it, the
+        latest (by event time, then by arrival) wins: a correction is a later label within the
+        horizon. So a row's label never depends on the window asked for, nor on feedback that
+        came after the horizon. Feedback may be stored before its prediction; the join is on
+        event time, not arrival. Adds `true_label`, `rating` (of that same feedback event),
+        `feedback_source`, `feedback_timestamp`.
         """
         return self._join(model, start, end, horizon, labelled=True)
 
@@ -94,29 +169,65 @@ class Store:
         self, model: str, start: datetime | None = None, end: datetime | None = None,
         horizon: timedelta = timedelta(days=7),
     ) -> pa.Table:
-        """Predictions in the window with no feedback within `horizon`: the pool for labelling."""
+        """Predictions in the window that no feedback labels within `horizon`: the pool for labelling.
+
+        Together with `labelled` it splits the window's predictions in two (a rating without
+        a label labels nothing).
+        """
         return self._join(model, start, end, horizon, labelled=False)
 
     def _join(self, model: str, start, end, horizon: timedelta, labelled: bool) -> pa.Table:
         predictions = self.predictions(model, start, end)
-        feedback_scan = self._scan("feedback")
-        if predictions.num_rows == 0 or feedback_scan is None:
-            return predictions if not labelled else predictions.slice(0, 0)
         start, end = _window(start, end)
-        latest_feedback = f"""
-            SELECT request_id, label AS true_label, rating, source AS feedback_source, timestamp AS feedback_timestamp
-            FROM {feedback_scan}
-            WHERE date <= ?
-            QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY timestamp DESC, event_id DESC) = 1"""
-        on = "f.request_id = p.request_id AND f.feedback_timestamp <= p.timestamp + ?"
+        feedback_scan = self._scan("feedback", None, max(start - CLOCK_SKEW, FAR_PAST), min(end + horizon, FAR_FUTURE))
+        if predictions.num_rows == 0 or feedback_scan is None:
+            return predictions if not labelled else _with_label_columns(predictions.slice(0, 0))
+        feedback = f"SELECT event_id, request_id, timestamp, label, rating, source, kafka_offset FROM {feedback_scan}"
         with duckdb.connect() as connection:
             connection.execute("SET TimeZone = 'UTC'")
             connection.register("p", predictions)
-            if labelled:
-                sql = f"SELECT p.*, f.* EXCLUDE (request_id) FROM p JOIN ({latest_feedback}) f ON {on} ORDER BY p.timestamp, p.event_id"
-            else:
-                sql = f"SELECT p.* FROM p ANTI JOIN ({latest_feedback}) f ON {on} ORDER BY p.timestamp, p.event_id"
-            return connection.sql(sql, params=[_day(min(end + horizon, FAR_FUTURE)), horizon]).to_arrow_table()
+            sql = LATEST_LABEL if labelled else WITHOUT_LABEL
+            return connection.sql(sql.format(feedback=feedback), params=[CLOCK_SKEW, horizon]).to_arrow_table()
+
+    def arrived(
+        self, kind: str, since: datetime, position: Mapping[str, Mapping[str, int]] | None = None,
+        model: str | None = None, columns: list[str] | None = None,
+    ) -> Arrived:
+        """Rows of `kind` (of `model`) stored after `position`, in the hour folders from `since` on.
+
+        The incremental read of a service that runs every minute: it costs what arrived, not
+        the history. A file is named by the topic, partition and offsets it holds, and one
+        partition's files appear in a folder in offset order (a replay rewrites the same
+        offsets), so a position per hour folder and partition says what was read; folders
+        before `since` are neither listed nor kept in the returned position. `columns` picks
+        columns (those a file lacks come back null); `kafka_partition` and `kafka_offset` are
+        always kept. Rows come file by file, oldest folder first.
+        """
+        position = position or {}
+        since = _window(since, None)[0]
+        tables, after = [], {}
+        for folder, name in self._hour_folders(kind, model, since, FAR_FUTURE):
+            done = dict(position.get(name, {}))
+            for path in sorted(folder.glob("*.parquet")):
+                try:
+                    topic, partition, _, last = path.stem.rsplit("+", 3)
+                    last = int(last)
+                except ValueError:  # not named by the store writer
+                    continue
+                key = f"{topic}+{partition}"
+                next_offset = done.get(key, 0)
+                if last < next_offset:
+                    continue
+                table = _read_columns(path, columns)
+                if next_offset:
+                    table = table.filter(pc.greater_equal(table["kafka_offset"], next_offset))
+                tables.append(table)
+                done[key] = last + 1
+            if done:
+                after[name] = done
+        if not tables:
+            return Arrived(pa.table({name: pa.array([], pa.string()) for name in columns or []}), after)
+        return Arrived(pa.concat_tables(tables, promote_options="permissive"), after)
 
     def sql(self, query: str) -> pa.Table:
         """Run SQL over the views `predictions` and `feedback` (for `driftloop store query`)."""
@@ -127,6 +238,56 @@ class Store:
                 if scan is not None:
                     connection.execute(f"CREATE VIEW {view} AS SELECT * FROM {scan}")
             return connection.sql(query).to_arrow_table()
+
+
+def match_labels(predictions: pa.Table, feedback: pa.Table, horizon: timedelta) -> pa.Table:
+    """Every label of `feedback` within `horizon` of a prediction in `predictions`: one row per pair.
+
+    The same rule as `Store.labelled`, but each labelling feedback event is a row of its own
+    (a correction too), ordered by feedback time: the stream a sequential detector reads.
+    `predictions` needs `event_id`, `request_id`, `timestamp`, `label`; `feedback` the store's
+    feedback columns.
+    """
+    if predictions.num_rows == 0 or feedback.num_rows == 0:
+        empty = pa.table({"event_id": pa.array([], pa.string())})
+        return empty.append_column("true_label", pa.array([], pa.string()))
+    with duckdb.connect() as connection:
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.register("p", predictions)
+        connection.register("feedback_rows", feedback)
+        sql = EVERY_LABEL.format(feedback="SELECT * FROM feedback_rows")
+        return connection.sql(sql, params=[CLOCK_SKEW, horizon]).to_arrow_table()
+
+
+def _with_label_columns(predictions: pa.Table) -> pa.Table:
+    """An empty labelled view: the predictions' columns and the label columns."""
+    types = (pa.string(), pa.float64(), pa.string(), pa.timestamp("us", tz="UTC"))
+    for name, kind in zip(LABEL_COLUMNS, types, strict=True):
+        predictions = predictions.append_column(name, pa.array([], kind))
+    return predictions
+
+
+def _read_columns(path: Path, columns: list[str] | None) -> pa.Table:
+    """One store file's `columns` (null where the file lacks one) and its Kafka position."""
+    if columns is None:
+        return pq.read_table(path)
+    names = pq.read_schema(path).names
+    wanted = list(dict.fromkeys([*columns, "kafka_partition", "kafka_offset"]))
+    table = pq.read_table(path, columns=[name for name in wanted if name in names])
+    for name in wanted:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows))
+    return table.select(wanted)
+
+
+def _partition_values(folder: Path, key: str) -> list[str]:
+    """The values of the `key=value` subfolders of `folder`, sorted."""
+    try:
+        entries = list(folder.iterdir())
+    except FileNotFoundError:
+        return []
+    prefix = f"{key}="
+    return sorted(entry.name.removeprefix(prefix) for entry in entries if entry.name.startswith(prefix) and entry.is_dir())
 
 
 def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
