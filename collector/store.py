@@ -7,6 +7,7 @@ DuckDB decodes their URL-quoted values) let it skip files outside the window.
 
 from __future__ import annotations
 
+import os
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ class Store:
 
     def _files(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[Path]:
         """Files of `kind` (of `model`) in the hour folders that can hold event times in [start, end]."""
-        return [path for folder, _ in self._hour_folders(kind, model, start, end) for path in sorted(folder.glob("*.parquet"))]
+        return [folder / name for folder, _ in self._hour_folders(kind, model, start, end) for name in _parquet_files(folder)]
 
     def _hour_folders(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[tuple[Path, str]]:
         """(folder, "date=…/hour=…") of each hour folder whose hour overlaps [start, end], oldest first."""
@@ -208,7 +209,8 @@ class Store:
         tables, after = [], {}
         for folder, name in self._hour_folders(kind, model, since, FAR_FUTURE):
             done = dict(position.get(name, {}))
-            for path in sorted(folder.glob("*.parquet")):
+            for file_name in _parquet_files(folder):
+                path = folder / file_name
                 try:
                     topic, partition, _, last = path.stem.rsplit("+", 3)
                     last = int(last)
@@ -248,6 +250,8 @@ def match_labels(predictions: pa.Table, feedback: pa.Table, horizon: timedelta) 
     `predictions` needs `event_id`, `request_id`, `timestamp`, `label`; `feedback` the store's
     feedback columns.
     """
+    if predictions.num_rows and feedback.num_rows:  # a few labels against a week of predictions: filter first
+        predictions = predictions.filter(pc.is_in(predictions["request_id"], value_set=feedback["request_id"]))
     if predictions.num_rows == 0 or feedback.num_rows == 0:
         empty = pa.table({"event_id": pa.array([], pa.string())})
         return empty.append_column("true_label", pa.array([], pa.string()))
@@ -282,12 +286,21 @@ def _read_columns(path: Path, columns: list[str] | None) -> pa.Table:
 
 def _partition_values(folder: Path, key: str) -> list[str]:
     """The values of the `key=value` subfolders of `folder`, sorted."""
+    prefix = f"{key}="
     try:
-        entries = list(folder.iterdir())
+        with os.scandir(folder) as entries:
+            return sorted(e.name.removeprefix(prefix) for e in entries if e.name.startswith(prefix) and e.is_dir())
     except FileNotFoundError:
         return []
-    prefix = f"{key}="
-    return sorted(entry.name.removeprefix(prefix) for entry in entries if entry.name.startswith(prefix) and entry.is_dir())
+
+
+def _parquet_files(folder: Path) -> list[str]:
+    """Names of the finished Parquet files in `folder`, sorted (a file being written is a hidden .tmp)."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.name for e in entries if e.name.endswith(".parquet") and not e.name.startswith("."))
+    except FileNotFoundError:
+        return []
 
 
 def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:

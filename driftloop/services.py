@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import signal
 import threading
@@ -10,7 +11,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from driftloop.collector.store_writer import StoreWriter, StoreWriterConfig
 from driftloop.settings import Settings
-from driftloop.stack import register_scrape_target
+from driftloop.stack import register_scrape_target, unregister_scrape_target
+
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +27,34 @@ def stop_on_signals() -> threading.Event:
 
 
 def serve_metrics(settings: Settings, registry: CollectorRegistry, name: str, port: int) -> int:
-    """Expose `registry` on 127.0.0.1 and, when the local stack runs Prometheus, register it there."""
-    server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
-    address = f"127.0.0.1:{server.server_port}"
-    announce_to_prometheus(settings, name, address)
-    log.info("%s metrics on http://%s/metrics", name, address)
+    """Expose `registry` on `metrics.host` and, when the local stack runs Prometheus, register it there.
+
+    The registration is withdrawn when the process exits (also on SIGTERM where the service stops
+    on signals), so a stopped service leaves no target that is down forever.
+    """
+    host = settings.metrics.host
+    server, _ = start_http_server(port, addr=host, registry=registry)
+    announce_to_prometheus(settings, name, _reachable(host, server.server_port))
+    log.info("%s metrics on http://%s/metrics", name, _reachable(host, server.server_port))
     return server.server_port
 
 
 def announce_to_prometheus(settings: Settings, name: str, address: str) -> None:
-    """When the local stack runs Prometheus, have it scrape `address` from now on."""
+    """When the local stack runs Prometheus, have it scrape `address` until this process exits."""
     targets = settings.stack.state_dir / "prometheus" / "targets"
-    if settings.stack.start_prometheus and targets.parent.exists():
-        register_scrape_target(targets, name, address)
+    if not settings.stack.start_prometheus:
+        return
+    if not targets.parent.exists():
+        log.info("the local Prometheus is not running (no %s): %s is not registered for scraping", targets.parent, name)
+        return
+    register_scrape_target(targets, name, address)
+    atexit.register(unregister_scrape_target, targets, name, address)
+
+
+def _reachable(host: str, port: int) -> str:
+    """host:port that the local Prometheus can scrape (a wildcard bind answers on loopback)."""
+    host = "127.0.0.1" if host in WILDCARD_HOSTS else host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def run_store_writer(settings: Settings) -> None:
@@ -66,6 +84,6 @@ def run_api(settings: Settings) -> None:
         api_key=settings.api.api_key.get_secret_value() if settings.api.api_key else None,
         max_body_bytes=settings.api.max_body_bytes,
     )
-    announce_to_prometheus(settings, "api", f"{settings.api.host}:{settings.api.port}")
+    announce_to_prometheus(settings, "api", _reachable(settings.api.host, settings.api.port))
     log.info("ingestion API on http://%s:%d (OpenAPI at /docs)", settings.api.host, settings.api.port)
     serve(app, settings.api.host, settings.api.port, log_level=settings.log_level.lower())

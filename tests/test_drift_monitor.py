@@ -77,6 +77,8 @@ def test_monitor_exports_drift_to_prometheus_and_publishes_a_drift_event(
         publish=lambda key, value: producer.send(topic, key=key, value=value).get(timeout=10),
     )
     run = monitor.run_once(NOW)
+    assert monitor.events.flush(30), "the drift event was acknowledged"
+    monitor.close()
     producer.close()
 
     assert run.rows == 1000 and run.note == ""
@@ -96,6 +98,10 @@ def test_monitor_exports_drift_to_prometheus_and_publishes_a_drift_event(
         scores = query(prometheus.url, 'driftloop_drift_feature_drifted{model="churn"} == 1')
         assert {s["metric"]["feature"] for s in scores} == drifted
         assert float(query(prometheus.url, 'driftloop_drift_share{model="churn"}')[0]["value"][1]) == run.window.share
+        # p-values and distances are separate families; the reference has 2000 rows, so these are distances
+        distances = query(prometheus.url, 'driftloop_drift_feature_distance{model="churn"}')
+        assert {d["metric"]["feature"] for d in distances} == {r.feature for r in run.window.results if not r.p_value}
+        assert all("method" not in d["metric"] for d in distances)
     finally:
         server.shutdown()
         thread.join()
