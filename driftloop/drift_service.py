@@ -20,7 +20,7 @@ from driftloop.drift.report import ReportFiles, write_report
 from driftloop.drift.sequential import make_detector
 from driftloop.drift.window import WindowDrift
 from driftloop.layout import SAMPLE_FILE, monitor_dir, profile_dir, reports_dir
-from driftloop.services import serve_metrics, stop_on_signals
+from driftloop.services import serve_metrics, stop_on_signals, withdraw_from_prometheus
 from driftloop.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ def run_monitor(settings: Settings, model: str) -> None:
         monitor.run(stop_on_signals())
     finally:
         events.close()
+    withdraw_from_prometheus(settings, f"drift-{model}")  # stopped on purpose; a crash stays registered, and down
 
 
 def make_report(settings: Settings, model: str, window: timedelta, end: datetime | None = None) -> ReportFiles:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import signal
 import threading
@@ -14,6 +13,7 @@ from driftloop.settings import Settings
 from driftloop.stack import register_scrape_target, unregister_scrape_target
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+_ANNOUNCED: dict[str, str] = {}  # name -> address this process registered with the local Prometheus
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,8 @@ def stop_on_signals() -> threading.Event:
 def serve_metrics(settings: Settings, registry: CollectorRegistry, name: str, port: int) -> int:
     """Expose `registry` on `metrics.host` and, when the local stack runs Prometheus, register it there.
 
-    The registration is withdrawn when the process exits (also on SIGTERM where the service stops
-    on signals), so a stopped service leaves no target that is down forever.
+    A service withdraws its registration (`withdraw_from_prometheus`) when it is stopped on
+    purpose, and only then: a crashed one stays registered, so Prometheus sees it down (`up == 0`).
     """
     host = settings.metrics.host
     server, _ = start_http_server(port, addr=host, registry=registry)
@@ -40,15 +40,26 @@ def serve_metrics(settings: Settings, registry: CollectorRegistry, name: str, po
 
 
 def announce_to_prometheus(settings: Settings, name: str, address: str) -> None:
-    """When the local stack runs Prometheus, have it scrape `address` until this process exits."""
-    targets = settings.stack.state_dir / "prometheus" / "targets"
+    """When the local stack runs Prometheus, have it scrape `address` from now on."""
+    targets = _targets_dir(settings)
     if not settings.stack.start_prometheus:
         return
     if not targets.parent.exists():
         log.info("the local Prometheus is not running (no %s): %s is not registered for scraping", targets.parent, name)
         return
     register_scrape_target(targets, name, address)
-    atexit.register(unregister_scrape_target, targets, name, address)
+    _ANNOUNCED[name] = address
+
+
+def withdraw_from_prometheus(settings: Settings, name: str) -> None:
+    """Stop the local Prometheus scraping what this process announced as `name` (after a clean stop)."""
+    address = _ANNOUNCED.pop(name, None)
+    if address is not None:
+        unregister_scrape_target(_targets_dir(settings), name, address)
+
+
+def _targets_dir(settings: Settings):
+    return settings.stack.state_dir / "prometheus" / "targets"
 
 
 def _reachable(host: str, port: int) -> str:
@@ -71,6 +82,7 @@ def run_store_writer(settings: Settings) -> None:
     )
     log.info("writing %s and %s into %s", config.topics.predictions, config.topics.feedback, config.store_dir)
     StoreWriter(config, registry).run(stop_on_signals())
+    withdraw_from_prometheus(settings, "collector")
 
 
 def run_api(settings: Settings) -> None:
@@ -87,3 +99,4 @@ def run_api(settings: Settings) -> None:
     announce_to_prometheus(settings, "api", _reachable(settings.api.host, settings.api.port))
     log.info("ingestion API on http://%s:%d (OpenAPI at /docs)", settings.api.host, settings.api.port)
     serve(app, settings.api.host, settings.api.port, log_level=settings.log_level.lower())
+    withdraw_from_prometheus(settings, "api")
