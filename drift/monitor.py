@@ -16,6 +16,7 @@ re-reading a week of labels; a first start reads the labels of the last horizon 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import threading
@@ -278,8 +279,8 @@ class DriftMonitor:
         if path is None or not path.exists():
             return {}
         try:
-            document = orjson.loads(path.read_bytes())
-        except orjson.JSONDecodeError as error:
+            document = json.loads(path.read_text())  # the json module: a detector's state may hold inf or nan
+        except ValueError as error:
             log.error("ignoring unreadable monitor state %s (%s); starting afresh", path, error)
             return {}
         if document.get("format") != STATE_FORMAT or document.get("model") != self.config.model:

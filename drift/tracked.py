@@ -38,7 +38,8 @@ class TrackedDetector:
 
     def update(self, bit: int) -> bool:
         """Feed one bit; True when it raised an alarm."""
-        alarmed = bool(self.detector.update(bit).drift_detected)
+        self.detector.update(bit)  # River's return None, ours self: use neither
+        alarmed = bool(self.detector.drift_detected)
         if alarmed:
             self._tail.clear()
         else:
