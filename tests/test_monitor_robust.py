@@ -143,6 +143,14 @@ def test_the_monitor_outlives_a_broker_outage_at_the_moment_of_a_drift(
         output = stop_monitor(monitor)
     assert monitor.returncode == 0, output
     assert not target.exists(), "a monitor stopped on purpose withdraws its scrape target"
+    assert wait_until(lambda: f"drift-{model}" not in scraped_services(local_stack.prometheus.url), 30), \
+        "and Prometheus stops scraping it: no target left down forever"
+
+
+def scraped_services(prometheus_url: str) -> set[str]:
+    with urllib.request.urlopen(f"{prometheus_url}/api/v1/targets?state=active", timeout=5) as response:
+        targets = json.load(response)["data"]["activeTargets"]
+    return {target["labels"].get("service") for target in targets}
 
 
 def test_the_monitor_starts_without_kafka_or_prometheus_and_sends_what_it_owes_later(
