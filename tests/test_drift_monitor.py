@@ -24,7 +24,7 @@ from driftloop.drift.monitor import DriftMetrics, DriftMonitor, MonitorConfig
 from driftloop.drift.multivariate import DomainClassifierTest
 from driftloop.drift.profile import ReferenceProfile
 from driftloop.drift.sequential import make_detector
-from driftloop.stack import free_port, register_scrape_target
+from driftloop.stack import free_port, register_scrape_target, unregister_scrape_target
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -91,8 +91,9 @@ def test_monitor_exports_drift_to_prometheus_and_publishes_a_drift_event(
     registry = CollectorRegistry()
     registry.register(DriftMetrics([monitor]))
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    address = f"127.0.0.1:{server.server_port}"
     try:
-        register_scrape_target(prometheus.targets_dir, "drift-test", f"127.0.0.1:{server.server_port}")
+        register_scrape_target(prometheus.targets_dir, "drift-test", address)
         result = wait_until(lambda: query(prometheus.url, 'driftloop_drift_dataset_drift{model="churn"}'), 30)
         assert result and float(result[0]["value"][1]) == 1.0
         scores = query(prometheus.url, 'driftloop_drift_feature_drifted{model="churn"} == 1')
@@ -105,6 +106,7 @@ def test_monitor_exports_drift_to_prometheus_and_publishes_a_drift_event(
     finally:
         server.shutdown()
         thread.join()
+        unregister_scrape_target(prometheus.targets_dir, "drift-test", address)
 
     consumer = KafkaConsumer(topic, bootstrap_servers=kafka, auto_offset_reset="earliest", consumer_timeout_ms=5000)
     events = [orjson.loads(record.value) for record in consumer]
