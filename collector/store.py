@@ -8,6 +8,7 @@ DuckDB decodes their URL-quoted values) let it skip files outside the window.
 from __future__ import annotations
 
 import os
+import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ BASE_COLUMNS = pa.schema([("event_id", pa.string()), ("request_id", pa.string())
 # [prediction time - CLOCK_SKEW, prediction time + horizon]: the clocks of the model server and of
 # whoever sends feedback may disagree a little, but feedback an hour before its prediction is not its.
 CLOCK_SKEW = timedelta(hours=1)
+MAX_LISTINGS = 100_000  # folder listings a Store keeps
 LABEL_COLUMNS = ("true_label", "rating", "feedback_source", "feedback_timestamp")
 
 
@@ -67,10 +69,15 @@ class Arrived:
 
 
 class Store:
-    """Queries over one store directory. Cheap to create; each query opens the files it needs."""
+    """Queries over one store directory. Cheap to create; each query opens the files it needs.
+
+    A Store that lives long (a monitor's) keeps its folder listings while the folders do not
+    change, so a run that reads what arrived does not list a week of folders again.
+    """
 
     def __init__(self, store_dir: Path) -> None:
         self.store_dir = Path(store_dir)
+        self._listings: dict[str, tuple[int, list[str]]] = {}  # folder -> (mtime, names): see _listing
 
     def _scan(self, kind: str, model: str | None = None, start: datetime | None = None,
               end: datetime | None = None) -> str | None:
@@ -91,28 +98,29 @@ class Store:
             source = "[" + ", ".join("'" + str(path).replace("'", "''") + "'" for path in files) + "]"
         return f"read_parquet({source}, hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
 
-    def _files(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[Path]:
+    def _files(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[str]:
         """Files of `kind` (of `model`) in the hour folders that can hold event times in [start, end]."""
-        return [folder / name for folder, _ in self._hour_folders(kind, model, start, end) for name in _parquet_files(folder)]
+        return [os.path.join(folder, name) for folder, _ in self._hour_folders(kind, model, start, end)
+                for name in self._parquet_files(folder)]
 
-    def _hour_folders(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[tuple[Path, str]]:
+    def _hour_folders(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[tuple[str, str]]:
         """(folder, "date=…/hour=…") of each hour folder whose hour overlaps [start, end], oldest first."""
-        root = self.store_dir / STORE_DIRS[kind]
+        root = str(self.store_dir / STORE_DIRS[kind])
         if kind == "prediction":
-            root = root / f"model={urllib.parse.quote(model, safe='')}"
+            if model is None:
+                raise ValueError("predictions are read per model: name the model")
+            root = os.path.join(root, f"model={urllib.parse.quote(model, safe='')}")
         first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         first_day, last_day = _day(first), _day(end.astimezone(UTC))
+        first_hour, last_hour = first.strftime("%Y-%m-%dT%H"), end.astimezone(UTC).strftime("%Y-%m-%dT%H")
         folders = []
-        for day in _partition_values(root, "date"):
+        for day in self._partition_values(root, "date"):
             if not first_day <= day <= last_day:
                 continue
-            for hour in _partition_values(root / f"date={day}", "hour"):
-                try:
-                    moment = datetime.fromisoformat(f"{day}T{hour}:00:00+00:00")
-                except ValueError:  # not a folder of ours
-                    continue
-                if first <= moment <= end:
-                    folders.append((root / f"date={day}" / f"hour={hour}", f"date={day}/hour={hour}"))
+            day_folder = os.path.join(root, f"date={day}")
+            for hour in self._partition_values(day_folder, "hour"):
+                if len(hour) == 2 and hour.isdigit() and first_hour <= f"{day}T{hour}" <= last_hour:
+                    folders.append((os.path.join(day_folder, f"hour={hour}"), f"date={day}/hour={hour}"))
         return folders
 
     def _query(self, sql: str, params: list) -> pa.Table:
@@ -196,6 +204,39 @@ class Store:
             sql = LATEST_LABEL if labelled else WITHOUT_LABEL
             return connection.sql(sql.format(feedback=feedback), params=[CLOCK_SKEW, horizon]).to_arrow_table()
 
+    def _partition_values(self, folder: str, key: str) -> list[str]:
+        """The values of the `key=value` subfolders of `folder`, sorted."""
+        prefix = f"{key}="
+        return [name.removeprefix(prefix) for name in self._listing(folder) if name.startswith(prefix)]
+
+    def _parquet_files(self, folder: str) -> list[str]:
+        """Names of the finished Parquet files in `folder`, sorted (a file being written is a hidden .tmp)."""
+        return [name for name in self._listing(folder) if name.endswith(".parquet") and not name.startswith(".")]
+
+    def _listing(self, folder: str) -> list[str]:
+        """The sorted entry names of `folder`; kept while its modification time says nothing was added or removed.
+
+        A listing is kept only when the folder last changed more than a second before: a change
+        in the same tick of the file system's clock could otherwise leave the time as it was.
+        """
+        try:
+            changed = os.stat(folder).st_mtime_ns
+        except FileNotFoundError:
+            return []
+        kept = self._listings.get(folder)
+        if kept is not None and kept[0] == changed:
+            return kept[1]
+        try:
+            with os.scandir(folder) as entries:
+                names = sorted(entry.name for entry in entries)
+        except FileNotFoundError:
+            return []
+        if time.time_ns() - changed > 1_000_000_000:
+            if len(self._listings) >= MAX_LISTINGS:
+                self._listings.clear()
+            self._listings[folder] = (changed, names)
+        return names
+
     def arrived(
         self, kind: str, since: datetime, position: Mapping[str, Mapping[str, int]] | None = None,
         model: str | None = None, columns: list[str] | None = None,
@@ -215,7 +256,7 @@ class Store:
         tables, after = [], {}
         for folder, name in self._hour_folders(kind, model, since, FAR_FUTURE):
             done = dict(position.get(name, {}))
-            for file_name in _parquet_files(folder):
+            for file_name in self._parquet_files(folder):
                 try:
                     topic, partition, _, last = file_name.removesuffix(".parquet").rsplit("+", 3)
                     last = int(last)
@@ -225,7 +266,7 @@ class Store:
                 next_offset = done.get(key, 0)
                 if last < next_offset:
                     continue
-                table = _read_columns(folder / file_name, columns)
+                table = _read_columns(os.path.join(folder, file_name), columns)
                 if next_offset:
                     table = table.filter(pc.greater_equal(table["kafka_offset"], next_offset))
                 tables.append(table)
@@ -285,7 +326,7 @@ def _with_label_columns(predictions: pa.Table) -> pa.Table:
     return predictions
 
 
-def _read_columns(path: Path, columns: list[str] | None) -> pa.Table:
+def _read_columns(path: str, columns: list[str] | None) -> pa.Table:
     """One store file's `columns` (null where the file lacks one) and its Kafka position."""
     if columns is None:
         return pq.read_table(path)
@@ -296,25 +337,6 @@ def _read_columns(path: Path, columns: list[str] | None) -> pa.Table:
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(table.num_rows))
     return table.select(wanted)
-
-
-def _partition_values(folder: Path, key: str) -> list[str]:
-    """The values of the `key=value` subfolders of `folder`, sorted."""
-    prefix = f"{key}="
-    try:
-        with os.scandir(folder) as entries:
-            return sorted(e.name.removeprefix(prefix) for e in entries if e.name.startswith(prefix) and e.is_dir())
-    except FileNotFoundError:
-        return []
-
-
-def _parquet_files(folder: Path) -> list[str]:
-    """Names of the finished Parquet files in `folder`, sorted (a file being written is a hidden .tmp)."""
-    try:
-        with os.scandir(folder) as entries:
-            return sorted(e.name for e in entries if e.name.endswith(".parquet") and not e.name.startswith("."))
-    except FileNotFoundError:
-        return []
 
 
 def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
