@@ -14,7 +14,8 @@ batch's offsets. Recovering a partition reads that partition's markers (a handfu
 never the whole store.
 
 Compaction: a folder holding more than a threshold of files gets its committed files
-(those no marker lists) merged into one, so that the file count tracks hours, not requests.
+(those no marker lists) merged, one file per partition named by the offsets it spans, so that
+the file count tracks hours and partitions, not requests.
 """
 
 from __future__ import annotations
@@ -144,8 +145,10 @@ class PendingIndex:
         return removed
 
 
-def compact(folder: Path, index: PendingIndex, threshold: int) -> Path | None:
-    """Merge a folder's committed files into one when it holds more than `threshold`; the merged file, or None.
+def compact(folder: Path, index: PendingIndex, threshold: int) -> list[Path]:
+    """Merge a folder's committed files, partition by partition, when it holds more than `threshold`.
+
+    Returns the merged files (none when nothing was merged).
 
     One process at a time per folder (a lock file; another process that finds it held skips).
     Written durably before the inputs go; a crash in between leaves rows twice, which the
@@ -154,37 +157,63 @@ def compact(folder: Path, index: PendingIndex, threshold: int) -> Path | None:
     try:
         names = [entry.name for entry in os.scandir(folder) if entry.name.endswith(".parquet")]
     except FileNotFoundError:
-        return None
+        return []
     if len(names) <= threshold:
-        return None
+        return []
     with open(folder / ".compacting.lock", "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return None  # another process compacts this folder now
+            return []  # another process compacts this folder now
         try:
             return _compact_locked(folder, index)
         except FileNotFoundError:  # an input went while we read it: another writer's recovery; next time
-            return None
+            return []
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _compact_locked(folder: Path, index: PendingIndex) -> Path | None:
+def _compact_locked(folder: Path, index: PendingIndex) -> list[Path]:
     names = [entry.name for entry in os.scandir(folder) if entry.name.endswith(".parquet")]
     busy = index.listed()
-    inputs = sorted(folder / name for name in names if folder / name not in busy)
-    if len(inputs) < 2:
-        return None
+    by_partition: dict[str, list[tuple[int, int, Path]]] = {}
+    for name in names:
+        path = folder / name
+        position = file_position(name)
+        if path in busy or position is None:
+            continue
+        source, first, last = position
+        by_partition.setdefault(source, []).append((first, last, path))
+    merged = [_merge(folder, source, sorted(files)) for source, files in sorted(by_partition.items()) if len(files) > 1]
+    if merged:
+        _fsync(folder)
+    return merged
+
+
+def _merge(folder: Path, source: str, files: list[tuple[int, int, Path]]) -> Path:
+    """One partition's committed files of a folder as one file, named by the offsets it spans.
+
+    Keeping the `<topic>+<partition>+<first>+<last>` name keeps what readers that go by
+    offsets rely on: within a folder a partition's files are in offset order, so a reader that
+    had read up to some offset reads on from there in the merged file.
+    """
     from driftloop.collector.columnar import unify  # the same rule as a batch: a feature of two types is text
 
+    inputs = [path for _, _, path in files]
     table = pa.concat_tables(unify([pq.ParquetFile(path).read() for path in inputs]), promote_options="permissive")
-    digest = hashlib.sha256("\n".join(path.name for path in inputs).encode()).hexdigest()[:16]
-    merged = folder / f"compacted+{digest}.parquet"
+    merged = folder / f"{source}+{files[0][0]:020d}+{max(last for _, last, _ in files):020d}.parquet"
     write_durably(table, merged)
     for path in inputs:
         if path != merged:
             path.unlink(missing_ok=True)
-    _fsync(folder)
     log.info("compacted %d files of %s into %s", len(inputs), folder, merged.name)
     return merged
+
+
+def file_position(name: str) -> tuple[str, int, int] | None:
+    """("<topic>+<partition>", first offset, last offset) of a store file's name; None for another file."""
+    try:
+        topic, partition, first, last = name.removesuffix(".parquet").rsplit("+", 3)
+        return f"{topic}+{partition}", int(first), int(last)
+    except ValueError:
+        return None

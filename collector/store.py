@@ -14,16 +14,20 @@ query`, read-only: only SELECT statements, and no file outside the store.
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from driftloop.collector.files import STORE_DIRS, model_folder
+from driftloop.collector.files import STORE_DIRS, file_position, model_folder
 
 FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
@@ -31,21 +35,100 @@ FIRST_WRITTEN = "kafka_timestamp NULLS LAST, kafka_partition, kafka_offset"
 FIRST_OF_EACH_EVENT = f"QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY {FIRST_WRITTEN}) = 1"
 READ_ONLY_STATEMENTS = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
 BASE_COLUMNS = pa.schema([("event_id", pa.string()), ("request_id", pa.string()), ("timestamp", pa.timestamp("us", tz="UTC"))])
+# A feedback event labels a prediction of the same request when its time lies in
+# [prediction time - CLOCK_SKEW, prediction time + horizon]: the clocks of the model server and of
+# whoever sends feedback may disagree a little, but feedback an hour before its prediction is not its.
+CLOCK_SKEW = timedelta(hours=1)
+MAX_LISTINGS = 100_000  # folder listings a Store keeps
+LABEL_COLUMNS = ("true_label", "rating", "feedback_source", "feedback_timestamp")
+
+
+# The labelled view: a feedback event labels a prediction of its request when it carries a label
+# and came within [prediction time - CLOCK_SKEW, prediction time + horizon] (params: skew, horizon).
+IN_HORIZON = ("f.request_id = p.request_id AND f.label IS NOT NULL "
+              "AND f.timestamp >= p.timestamp - ? AND f.timestamp <= p.timestamp + ?")
+LATEST_LABEL = f"""
+    SELECT p.*, f.label AS true_label, f.rating, f.source AS feedback_source, f.timestamp AS feedback_timestamp
+    FROM p JOIN ({{feedback}}) f ON {IN_HORIZON}
+    QUALIFY row_number() OVER (PARTITION BY p.event_id ORDER BY f.timestamp DESC, f.kafka_offset DESC, f.event_id DESC) = 1
+    ORDER BY p.timestamp, p.event_id"""
+WITHOUT_LABEL = f"SELECT p.* FROM p ANTI JOIN ({{feedback}}) f ON {IN_HORIZON} ORDER BY p.timestamp, p.event_id"
+EVERY_LABEL = f"""
+    SELECT p.event_id, p.request_id, p.timestamp, p.label, f.event_id AS feedback_event_id, f.label AS true_label,
+           f.source AS feedback_source, f.timestamp AS feedback_timestamp
+    FROM p JOIN ({{feedback}}) f ON {IN_HORIZON}
+    QUALIFY row_number() OVER (PARTITION BY p.event_id, f.event_id) = 1
+    ORDER BY f.timestamp, f.event_id, p.event_id"""
+
+
+TIME = pa.timestamp("us", tz="UTC")
+MATCHED = pa.schema([("event_id", pa.string()), ("request_id", pa.string()), ("timestamp", TIME), ("label", pa.string()),
+                     ("feedback_event_id", pa.string()), ("true_label", pa.string()), ("feedback_source", pa.string()),
+                     ("feedback_timestamp", TIME)])
+
+
+@dataclass(frozen=True)
+class Arrived:
+    """What `Store.arrived` read: the new rows, and the position to read on from next time."""
+
+    rows: pa.Table
+    position: dict[str, dict[str, int]]
 
 
 class Store:
-    """Queries over one store directory. Cheap to create; each query opens the files it needs."""
+    """Queries over one store directory. Cheap to create; each query opens the files it needs.
+
+    A Store that lives long (a monitor's) keeps its folder listings while the folders do not
+    change, so a run that reads what arrived does not list a week of folders again.
+    """
 
     def __init__(self, store_dir: Path) -> None:
         self.store_dir = Path(store_dir)
+        self._listings: dict[str, tuple[int, list[str]]] = {}  # folder -> (mtime, names): see _listing
 
-    def _scan(self, kind: str) -> str | None:
-        """A read_parquet(...) expression over every file of `kind`, or None when there is none."""
+    def _scan(self, kind: str, model: str | None = None, start: datetime | None = None,
+              end: datetime | None = None) -> str | None:
+        """A read_parquet(...) expression over the files of `kind`, or None when there is none.
+
+        With a window (`start`, `end`, and the model for predictions), only the files of the hour
+        folders that can hold its events are read: a query costs its window, not the store's history.
+        """
         folder = self.store_dir / STORE_DIRS[kind]
-        if not any(folder.rglob("*.parquet")):
-            return None
-        pattern = str(folder / "**" / "*.parquet").replace("'", "''")
-        return f"read_parquet('{pattern}', hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
+        if start is None or end is None:
+            if not any(folder.rglob("*.parquet")):
+                return None
+            source = "'" + str(folder / "**" / "*.parquet").replace("'", "''") + "'"
+        else:
+            files = self._files(kind, model, start, end)
+            if not files:
+                return None
+            source = "[" + ", ".join("'" + str(path).replace("'", "''") + "'" for path in files) + "]"
+        return f"read_parquet({source}, hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
+
+    def _files(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[str]:
+        """Files of `kind` (of `model`) in the hour folders that can hold event times in [start, end]."""
+        return [os.path.join(folder, name) for folder, _ in self._hour_folders(kind, model, start, end)
+                for name in self._parquet_files(folder)]
+
+    def _hour_folders(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[tuple[str, str]]:
+        """(folder, "date=…/hour=…") of each hour folder whose hour overlaps [start, end], oldest first."""
+        root = str(self.store_dir / STORE_DIRS[kind])
+        if kind == "prediction":
+            if model is None:
+                raise ValueError("predictions are read per model: name the model")
+            root = os.path.join(root, f"model={model_folder(model)}")
+        first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        first_day, last_day = _day(first), _day(end.astimezone(UTC))
+        first_hour, last_hour = first.strftime("%Y-%m-%dT%H"), end.astimezone(UTC).strftime("%Y-%m-%dT%H")
+        folders = []
+        for day in self._partition_values(root, "date"):
+            if not first_day <= day <= last_day:
+                continue
+            day_folder = os.path.join(root, f"date={day}")
+            for hour in self._partition_values(day_folder, "hour"):
+                if len(hour) == 2 and hour.isdigit() and first_hour <= f"{day}T{hour}" <= last_hour:
+                    folders.append((os.path.join(day_folder, f"hour={hour}"), f"date={day}/hour={hour}"))
+        return folders
 
     def _query(self, sql: str, params: list) -> pa.Table:
         def query() -> pa.Table:
@@ -72,10 +155,10 @@ class Store:
 
     def predictions(self, model: str, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
         """Predictions of `model` with timestamps in [start, end), oldest first, each event once."""
-        scan = self._scan("prediction")
+        start, end = _window(start, end)
+        scan = self._scan("prediction", model, start, end)
         if scan is None:
             return BASE_COLUMNS.empty_table()
-        start, end = _window(start, end)
         return self._query(
             f"""SELECT * EXCLUDE (model, date, hour) FROM {scan}
                 WHERE model = ? AND model_name = ? AND date >= ? AND date <= ? AND timestamp >= ? AND timestamp < ?
@@ -86,10 +169,10 @@ class Store:
 
     def feedback(self, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
         """Feedback with timestamps in [start, end), oldest first, each event once."""
-        scan = self._scan("feedback")
+        start, end = _window(start, end)
+        scan = self._scan("feedback", None, start, end)
         if scan is None:
             return BASE_COLUMNS.empty_table()
-        start, end = _window(start, end)
         return self._query(
             f"""SELECT * EXCLUDE (date, hour) FROM {scan}
                 WHERE date >= ? AND date <= ? AND timestamp >= ? AND timestamp < ?
@@ -102,11 +185,16 @@ class Store:
         self, model: str, start: datetime | None = None, end: datetime | None = None,
         horizon: timedelta = timedelta(days=7),
     ) -> pa.Table:
-        """Predictions in the window joined to their feedback, when it came within `horizon` of the prediction.
+        """Predictions in the window with their label: the latest feedback label given within `horizon`.
 
-        Feedback may be stored before its prediction; the join is on event time,
-        not arrival. With several feedback events, the latest wins. Adds
-        `true_label`, `rating`, `feedback_source`, `feedback_timestamp`.
+        A feedback event labels a prediction of its request when it carries a label and its
+        time lies in [prediction time - CLOCK_SKEW, prediction time + horizon]; feedback
+        outside that interval labels nothing and corrects nothing. Of the labels in it, the
+        latest (by event time, then by arrival) wins: a correction is a later label within the
+        horizon. So a row's label never depends on the window asked for, nor on feedback that
+        came after the horizon. Feedback may be stored before its prediction; the join is on
+        event time, not arrival. Adds `true_label`, `rating` (of that same feedback event),
+        `feedback_source`, `feedback_timestamp`.
         """
         return self._join(model, start, end, horizon, labelled=True)
 
@@ -114,29 +202,96 @@ class Store:
         self, model: str, start: datetime | None = None, end: datetime | None = None,
         horizon: timedelta = timedelta(days=7),
     ) -> pa.Table:
-        """Predictions in the window with no feedback within `horizon`: the pool for labelling."""
+        """Predictions in the window that no feedback labels within `horizon`: the pool for labelling.
+
+        Together with `labelled` it splits the window's predictions in two (a rating without
+        a label labels nothing).
+        """
         return self._join(model, start, end, horizon, labelled=False)
 
     def _join(self, model: str, start, end, horizon: timedelta, labelled: bool) -> pa.Table:
         predictions = self.predictions(model, start, end)
-        feedback_scan = self._scan("feedback")
-        if predictions.num_rows == 0 or feedback_scan is None:
-            return predictions if not labelled else predictions.slice(0, 0)
         start, end = _window(start, end)
-        latest_feedback = f"""
-            SELECT request_id, label AS true_label, rating, source AS feedback_source, timestamp AS feedback_timestamp
-            FROM {feedback_scan}
-            WHERE date <= ?
-            QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY timestamp DESC, event_id DESC) = 1"""
-        on = "f.request_id = p.request_id AND f.feedback_timestamp <= p.timestamp + ?"
+        feedback_scan = self._scan("feedback", None, max(start - CLOCK_SKEW, FAR_PAST), min(end + horizon, FAR_FUTURE))
+        if predictions.num_rows == 0 or feedback_scan is None:
+            return predictions if not labelled else _with_label_columns(predictions.slice(0, 0))
+        feedback = f"SELECT event_id, request_id, timestamp, label, rating, source, kafka_offset FROM {feedback_scan}"
         with duckdb.connect() as connection:
             connection.execute("SET TimeZone = 'UTC'")
             connection.register("p", predictions)
-            if labelled:
-                sql = f"SELECT p.*, f.* EXCLUDE (request_id) FROM p JOIN ({latest_feedback}) f ON {on} ORDER BY p.timestamp, p.event_id"
-            else:
-                sql = f"SELECT p.* FROM p ANTI JOIN ({latest_feedback}) f ON {on} ORDER BY p.timestamp, p.event_id"
-            return connection.sql(sql, params=[_day(min(end + horizon, FAR_FUTURE)), horizon]).to_arrow_table()
+            sql = LATEST_LABEL if labelled else WITHOUT_LABEL
+            return connection.sql(sql.format(feedback=feedback), params=[CLOCK_SKEW, horizon]).to_arrow_table()
+
+    def _partition_values(self, folder: str, key: str) -> list[str]:
+        """The values of the `key=value` subfolders of `folder`, sorted."""
+        prefix = f"{key}="
+        return [name.removeprefix(prefix) for name in self._listing(folder) if name.startswith(prefix)]
+
+    def _parquet_files(self, folder: str) -> list[str]:
+        """Names of the finished Parquet files in `folder`, sorted (a file being written is a hidden .tmp)."""
+        return [name for name in self._listing(folder) if name.endswith(".parquet") and not name.startswith(".")]
+
+    def _listing(self, folder: str) -> list[str]:
+        """The sorted entry names of `folder`; kept while its modification time says nothing was added or removed.
+
+        A listing is kept only when the folder last changed more than a second before: a change
+        in the same tick of the file system's clock could otherwise leave the time as it was.
+        """
+        try:
+            changed = os.stat(folder).st_mtime_ns
+        except FileNotFoundError:
+            return []
+        kept = self._listings.get(folder)
+        if kept is not None and kept[0] == changed:
+            return kept[1]
+        try:
+            with os.scandir(folder) as entries:
+                names = sorted(entry.name for entry in entries)
+        except FileNotFoundError:
+            return []
+        if time.time_ns() - changed > 1_000_000_000:
+            if len(self._listings) >= MAX_LISTINGS:
+                self._listings.clear()
+            self._listings[folder] = (changed, names)
+        return names
+
+    def arrived(
+        self, kind: str, since: datetime, position: Mapping[str, Mapping[str, int]] | None = None,
+        model: str | None = None, columns: list[str] | None = None,
+    ) -> Arrived:
+        """Rows of `kind` (of `model`) stored after `position`, in the hour folders from `since` on.
+
+        The incremental read of a service that runs every minute: it costs what arrived, not
+        the history. A file is named by the topic, partition and offsets it holds, and one
+        partition's files appear in a folder in offset order (a replay rewrites the same
+        offsets), so a position per hour folder and partition says what was read; folders
+        before `since` are neither listed nor kept in the returned position. `columns` picks
+        columns (those a file lacks come back null); `kafka_partition` and `kafka_offset` are
+        always kept. Rows come file by file, oldest folder first.
+        """
+        position = position or {}
+        since = _window(since, None)[0]
+        tables, after = [], {}
+        for folder, name in self._hour_folders(kind, model, since, FAR_FUTURE):
+            done = dict(position.get(name, {}))
+            for file_name in self._parquet_files(folder):
+                position = file_position(file_name)
+                if position is None:  # not named by the store writer
+                    continue
+                key, _, last = position
+                next_offset = done.get(key, 0)
+                if last < next_offset:
+                    continue
+                table = _read_columns(os.path.join(folder, file_name), columns)
+                if next_offset:
+                    table = table.filter(pc.greater_equal(table["kafka_offset"], next_offset))
+                tables.append(table)
+                done[key] = last + 1
+            if done:
+                after[name] = done
+        if not tables:
+            return Arrived(pa.table({name: pa.array([], pa.string()) for name in columns or []}), after)
+        return Arrived(pa.concat_tables(tables, promote_options="permissive"), after)
 
     def sql(self, query: str) -> pa.Table:
         """Run one read-only SQL query over the store's views (for `driftloop store query`).
@@ -184,6 +339,57 @@ def _model_name_in(folder: Path) -> str | None:
         names = pq.ParquetFile(path).read(columns=["model_name"])["model_name"]
         return names[0].as_py() if len(names) else None
     return None
+
+
+def match_labels(predictions: pa.Table, feedback: pa.Table, horizon: timedelta) -> pa.Table:
+    """Every label of `feedback` within `horizon` of a prediction in `predictions`: one row per pair.
+
+    The same rule as `Store.labelled`, but each labelling feedback event is a row of its own
+    (a correction too), ordered by feedback time: the stream a sequential detector reads.
+    `predictions` needs `event_id`, `request_id`, `timestamp`, `label`; `feedback` the store's
+    feedback columns.
+    """
+    if predictions.num_rows and feedback.num_rows:  # a few labels against a week of predictions: filter first
+        predictions = predictions.filter(pc.is_in(predictions["request_id"], value_set=feedback["request_id"]))
+    if predictions.num_rows == 0 or feedback.num_rows == 0:
+        return MATCHED.empty_table()
+    with _in_memory().cursor() as connection:  # a cursor costs ~1 ms, a new database ~100 ms
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.register("p", predictions)
+        connection.register("feedback_rows", feedback)
+        sql = EVERY_LABEL.format(feedback="SELECT * FROM feedback_rows")
+        return connection.sql(sql, params=[CLOCK_SKEW, horizon]).to_arrow_table().cast(MATCHED)
+
+
+_MEMORY: list[duckdb.DuckDBPyConnection] = []
+
+
+def _in_memory() -> duckdb.DuckDBPyConnection:
+    """The process's in-memory DuckDB for joining tables it already holds (one cursor per call)."""
+    if not _MEMORY:
+        _MEMORY.append(duckdb.connect())
+    return _MEMORY[0]
+
+
+def _with_label_columns(predictions: pa.Table) -> pa.Table:
+    """An empty labelled view: the predictions' columns and the label columns."""
+    types = (pa.string(), pa.float64(), pa.string(), pa.timestamp("us", tz="UTC"))
+    for name, kind in zip(LABEL_COLUMNS, types, strict=True):
+        predictions = predictions.append_column(name, pa.array([], kind))
+    return predictions
+
+
+def _read_columns(path: str, columns: list[str] | None) -> pa.Table:
+    """One store file's `columns` (null where the file lacks one) and its Kafka position."""
+    if columns is None:
+        return pq.read_table(path)
+    names = pq.read_schema(path).names
+    wanted = list(dict.fromkeys([*columns, "kafka_partition", "kafka_offset"]))
+    table = pq.read_table(path, columns=[name for name in wanted if name in names])
+    for name in wanted:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows))
+    return table.select(wanted)
 
 
 def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:

@@ -5,6 +5,11 @@ written whole or not at all: the selected store rows (features, the model's
 output) with each pick's `rank`, `selection_score` and `reason`, and the strategy, model,
 window and time in the file's metadata. The file is what `export` reads, so a
 batch can be exported again, in any format, at any time.
+
+An index (`index.json`, rewritten whole with each batch) keeps each batch's model, size and the
+time range of its predictions, so a selection reads only the batches its window can overlap,
+not every batch ever sent. A batch file the index does not know yet (a crash between the two
+writes) is read once and added; the batch files stay the record.
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from driftloop.collector.store_writer import write_durably
@@ -27,6 +34,8 @@ from driftloop.curation.selection import Selection
 __all__ = ["Batch", "BatchLedger"]
 
 METADATA_KEY = b"driftloop.batch"
+INDEX_FILE = "index.json"
+INDEX_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,9 @@ class BatchLedger:
                       created_at, window_start, window_end, rows)
         metadata = {METADATA_KEY: json.dumps(batch.describe()).encode()}
         write_durably(rows.replace_schema_metadata(metadata), batch.path)
+        index = self._index()
+        index[batch_id] = _index_entry(rows, model)
+        self._save_index(index)
         return batch
 
     def batches(self) -> list[Batch]:
@@ -135,15 +147,58 @@ class BatchLedger:
             rows=rows.replace_schema_metadata(None),
         )
 
-    def selected_request_ids(self) -> set[str]:
-        """Request ids of every input ever put in a batch."""
+    def selected_request_ids(self, start: datetime | None = None, end: datetime | None = None) -> set[str]:
+        """Request ids of every input put in a batch, of any model; with a window, of the batches that
+        hold predictions in [start, end) (read from the index: the other batch files are not opened)."""
         return {
             request_id
-            for path in self.folder.glob("*.parquet")
-            for request_id in pq.read_table(path, columns=["request_id"])["request_id"].to_pylist()
+            for batch_id in self.batches_overlapping(start, end)
+            for request_id in pq.read_table(self.folder / f"{batch_id}.parquet", columns=["request_id"])["request_id"].to_pylist()
         }
+
+    def batches_overlapping(self, start: datetime | None = None, end: datetime | None = None) -> list[str]:
+        """Ids of the batches with predictions in [start, end) (and of those whose rows carry no time), oldest first."""
+        chosen = []
+        for batch_id, entry in sorted(self._index().items()):
+            first, last = _time(entry["first"]), _time(entry["last"])
+            if first is None or ((end is None or first < end) and (start is None or last >= start)):
+                chosen.append(batch_id)
+        return chosen
+
+    def _index(self) -> dict[str, dict]:
+        """batch id -> {model, size, first, last} for every batch file there is (unknown ones read and added)."""
+        path = self.folder / INDEX_FILE
+        try:
+            document = json.loads(path.read_text())
+            index = document["batches"] if document.get("format") == INDEX_FORMAT else {}
+        except (OSError, ValueError, KeyError, TypeError):
+            index = {}
+        files = {p.stem for p in self.folder.glob("*.parquet")}
+        index = {batch_id: entry for batch_id, entry in index.items() if batch_id in files}
+        for batch_id in sorted(files - set(index)):
+            rows = pq.read_table(self.folder / f"{batch_id}.parquet")
+            index[batch_id] = _index_entry(rows, json.loads(rows.schema.metadata[METADATA_KEY])["model"])
+        return index
+
+    def _save_index(self, index: dict[str, dict]) -> None:
+        path = self.folder / INDEX_FILE
+        temporary = path.with_name(f".{INDEX_FILE}.tmp")
+        with open(temporary, "w") as handle:
+            json.dump({"format": INDEX_FORMAT, "batches": index}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)  # whole or not at all; a missing entry is rebuilt from its batch file
 
 
 def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
+
+
+def _index_entry(rows: pa.Table, model: str) -> dict:
+    """What the index keeps of a batch: its model, size and the time range of its predictions (None if untimed)."""
+    first = last = None
+    if "timestamp" in rows.column_names and rows.num_rows and rows["timestamp"].null_count < rows.num_rows:
+        bounds = pc.min_max(rows["timestamp"]).as_py()
+        first, last = bounds["min"].isoformat(), bounds["max"].isoformat()
+    return {"model": model, "size": rows.num_rows, "first": first, "last": last}
 

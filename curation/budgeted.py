@@ -79,8 +79,12 @@ def select_batch(
 
 
 def _not_sent_before(rows: pa.Table, ledger: BatchLedger) -> pa.Table:
-    sent = ledger.selected_request_ids()
-    if not sent or rows.num_rows == 0:
+    """The rows whose request was never put in a batch (of the batches that can hold their times)."""
+    if rows.num_rows == 0:
+        return rows
+    bounds = pc.min_max(rows["timestamp"]).as_py()
+    sent = ledger.selected_request_ids(bounds["min"], bounds["max"] + timedelta(microseconds=1))
+    if not sent:
         return rows
     return rows.filter(pc.invert(pc.is_in(rows["request_id"], pa.array(sorted(sent), pa.string()))))
 

@@ -1,17 +1,29 @@
-"""Prometheus alert rules and the Alertmanager routing that sends them to the retrain webhook."""
+"""Prometheus alert rules and the Alertmanager routing that sends them to the retrain webhook.
+
+The rules live in `alerts/`, one file per part watched (`drift.yml`, `monitor.yml`,
+`collector.yml`, ...), each beside its promtool unit tests (`<name>_test.yml`, with cases that
+fire and cases that stay quiet for every alert; a test checks both exist). Adding rules is adding
+a file pair, or a group to a file: every `*.yml` there that is not a test is loaded.
+Alerts that should start a retrain carry `action: retrain` and keep the `model` label.
+"""
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
 
-RULE_FILES = ("driftloop-rules.yml",)
+TEST_SUFFIX = "_test.yml"
 
 
 def rule_files() -> list[Path]:
-    """Paths of the shipped alert rule files (for `rule_files` in a Prometheus config)."""
-    folder = resources.files("driftloop.dashboards") / "alerts"
-    return [Path(str(folder / name)) for name in RULE_FILES]
+    """Paths of the shipped alert rule files (for `rule_files` in a Prometheus config), sorted."""
+    folder = Path(str(resources.files("driftloop.dashboards") / "alerts"))
+    return sorted(path for path in folder.glob("*.yml") if not path.name.endswith(TEST_SUFFIX))
+
+
+def rule_test_file(rules: Path) -> Path:
+    """The promtool unit tests of one rule file."""
+    return rules.with_name(rules.stem + TEST_SUFFIX)
 
 
 def alertmanager_config(webhook_url: str, group_wait_s: float = 30, group_interval_s: float = 300) -> dict:

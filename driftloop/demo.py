@@ -38,7 +38,7 @@ from driftloop.drift_service import window_with_labels
 from driftloop.layout import snapshots_dir
 from driftloop.ray_cluster import connect_ray
 from driftloop.retrain import TrainConfig, load_model, train
-from driftloop.services import serve_metrics
+from driftloop.services import serve_metrics, withdraw_from_prometheus
 from driftloop.settings import Settings
 from driftloop.stack import LocalStack
 
@@ -92,6 +92,14 @@ def prometheus_value(settings: Settings, promql: str) -> float | None:
 
 
 def run_demo(settings: Settings, count: int, console: Console) -> None:
+    try:
+        _run_demo(settings, count, console)
+    finally:  # the demo's metrics endpoints end with it: leave Prometheus no target that is down forever
+        withdraw_from_prometheus(settings, "demo-collector")
+        withdraw_from_prometheus(settings, "demo-drift")
+
+
+def _run_demo(settings: Settings, count: int, console: Console) -> None:
     console.rule("1. local stack")
     LocalStack(settings).up()
     bootstrap, topics = settings.kafka_bootstrap(), settings.kafka.topics()

@@ -10,19 +10,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from driftloop.collector.durable import durable_producer
 from driftloop.collector.store import Store
+from driftloop.drift.events import KafkaTopicWriter
 from driftloop.drift.monitor import DriftMetrics, DriftMonitor, MonitorConfig
 from driftloop.drift.multivariate import DomainClassifierTest
 from driftloop.drift.profile import ReferenceProfile
 from driftloop.drift.report import ReportFiles, write_report
 from driftloop.drift.sequential import make_detector
 from driftloop.drift.window import WindowDrift
-from driftloop.layout import SAMPLE_FILE, profile_dir, reports_dir
-from driftloop.services import new_registry, serve_metrics, stop_on_signals
+from driftloop.layout import SAMPLE_FILE, monitor_dir, profile_dir, reports_dir
+from driftloop.services import new_registry, serve_metrics, stop_on_signals, withdraw_from_prometheus
 from driftloop.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
 def window_with_labels(store: Store, model: str, start: datetime, end: datetime, horizon: timedelta) -> pa.Table:
     """Every prediction of the window, with `true_label` where feedback came (null elsewhere)."""
     labelled = store.labelled(model, start, end, horizon)
@@ -44,12 +46,12 @@ def build_profile(settings: Settings, model: str, start: datetime, end: datetime
 
 
 def run_monitor(settings: Settings, model: str) -> None:
+    """Monitor `model` until SIGTERM/SIGINT. Needs the store and the profile; Kafka and Prometheus may come and go."""
     folder = profile_dir(settings, model)
     if not (folder / "profile.json").is_file():
         raise FileNotFoundError(f"no reference profile for {model!r} in {folder}: run `driftloop drift profile --model {model}`")
     drift = settings.drift
-    producer = durable_producer(settings.kafka_bootstrap())
-    topic = settings.kafka.topic("drift-events")
+    events = KafkaTopicWriter(settings.kafka_bootstrap(), settings.kafka.topic("drift-events"), drift.publish_timeout_s)
     monitor = DriftMonitor(
         MonitorConfig(model, timedelta(minutes=drift.window_minutes), drift.interval_s, drift.min_rows,
                       settings.label_horizon),
@@ -59,7 +61,8 @@ def run_monitor(settings: Settings, model: str) -> None:
         multivariate=DomainClassifierTest(seed=0) if drift.multivariate else None,
         reference_sample=pq.read_table(folder / SAMPLE_FILE) if drift.multivariate else None,
         detectors={name: (lambda name=name: make_detector(name)) for name in drift.detectors},
-        publish=lambda key, value: producer.send(topic, key=key, value=value).get(timeout=30),
+        publish=events.send,
+        state_dir=monitor_dir(settings, model),
     )
     registry = new_registry()
     registry.register(DriftMetrics([monitor]))
@@ -67,7 +70,8 @@ def run_monitor(settings: Settings, model: str) -> None:
     try:
         monitor.run(stop_on_signals())
     finally:
-        producer.close()
+        events.close()
+    withdraw_from_prometheus(settings, f"drift-{model}")  # stopped on purpose; a crash stays registered, and down
 
 
 def make_report(settings: Settings, model: str, window: timedelta, end: datetime | None = None) -> ReportFiles:

@@ -25,6 +25,11 @@ def reports_dir(settings: Settings, model: str) -> Path:
     return settings.data_dir / "reports" / _folder_name(model)
 
 
+def monitor_dir(settings: Settings, model: str) -> Path:
+    """The drift monitor's saved state: detectors, feedback position, drift events still owed."""
+    return settings.data_dir / "monitor" / _folder_name(model)
+
+
 def batches_dir(settings: Settings) -> Path:
     return settings.data_dir / "curation" / "batches"
 

@@ -12,7 +12,10 @@ from prometheus_client import CollectorRegistry, disable_created_metrics, start_
 from driftloop.collector.schemas import EventPolicy
 from driftloop.collector.store_writer import StoreWriter, StoreWriterConfig
 from driftloop.settings import Settings
-from driftloop.stack import register_scrape_target
+from driftloop.stack import register_scrape_target, unregister_scrape_target
+
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+_ANNOUNCED: dict[str, str] = {}  # name -> address this process registered with the local Prometheus
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +47,45 @@ def event_policy(settings: Settings) -> EventPolicy:
 
 
 def serve_metrics(settings: Settings, registry: CollectorRegistry, name: str, port: int) -> int:
-    """Expose `registry` on 127.0.0.1 and, when the local stack runs Prometheus, register it there."""
-    server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
-    address = f"127.0.0.1:{server.server_port}"
-    announce_to_prometheus(settings, name, address)
-    log.info("%s metrics on http://%s/metrics", name, address)
+    """Expose `registry` on `metrics.host` and, when the local stack runs Prometheus, register it there.
+
+    A service withdraws its registration (`withdraw_from_prometheus`) when it is stopped on
+    purpose, and only then: a crashed one stays registered, so Prometheus sees it down (`up == 0`).
+    """
+    host = settings.metrics.host
+    server, _ = start_http_server(port, addr=host, registry=registry)
+    announce_to_prometheus(settings, name, _reachable(host, server.server_port))
+    log.info("%s metrics on http://%s/metrics", name, _reachable(host, server.server_port))
     return server.server_port
 
 
 def announce_to_prometheus(settings: Settings, name: str, address: str) -> None:
     """When the local stack runs Prometheus, have it scrape `address` from now on."""
-    targets = settings.stack.state_dir / "prometheus" / "targets"
-    if settings.stack.start_prometheus and targets.parent.exists():
-        register_scrape_target(targets, name, address)
+    targets = _targets_dir(settings)
+    if not settings.stack.start_prometheus:
+        return
+    if not targets.parent.exists():
+        log.info("the local Prometheus is not running (no %s): %s is not registered for scraping", targets.parent, name)
+        return
+    register_scrape_target(targets, name, address)
+    _ANNOUNCED[name] = address
+
+
+def withdraw_from_prometheus(settings: Settings, name: str) -> None:
+    """Stop the local Prometheus scraping what this process announced as `name` (after a clean stop)."""
+    address = _ANNOUNCED.pop(name, None)
+    if address is not None:
+        unregister_scrape_target(_targets_dir(settings), name, address)
+
+
+def _targets_dir(settings: Settings):
+    return settings.stack.state_dir / "prometheus" / "targets"
+
+
+def _reachable(host: str, port: int) -> str:
+    """host:port that the local Prometheus can scrape (a wildcard bind answers on loopback)."""
+    host = "127.0.0.1" if host in WILDCARD_HOSTS else host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def run_store_writer(settings: Settings) -> None:
@@ -75,6 +104,7 @@ def run_store_writer(settings: Settings) -> None:
     )
     log.info("writing %s and %s into %s", config.topics.predictions, config.topics.feedback, config.store_dir)
     StoreWriter(config, registry).run(stop_on_signals())
+    withdraw_from_prometheus(settings, "collector")
 
 
 def run_api(settings: Settings, insecure: bool = False) -> None:
@@ -96,8 +126,9 @@ def run_api(settings: Settings, insecure: bool = False) -> None:
         public_docs=api.public_docs,
     )
     if api.api_key is None or api.public_metrics:
-        announce_to_prometheus(settings, "api", f"{api.host}:{api.port}")
+        announce_to_prometheus(settings, "api", _reachable(api.host, api.port))
     else:
         log.warning("/metrics needs the API key: the local Prometheus cannot scrape it (set api.public_metrics)")
     log.info("ingestion API on http://%s:%d (OpenAPI at /docs)", api.host, api.port)
     serve(app, api.host, api.port, log_level=settings.log_level.lower(), insecure=insecure)
+    withdraw_from_prometheus(settings, "api")

@@ -172,6 +172,14 @@ class DriftSettings(_Part):
     detectors: list[DetectorName] = Field(default_factory=lambda: ["adwin", "ddm"])
     reference_sample_rows: Annotated[int, Field(ge=100)] = 10_000
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    # How long one send of a drift event waits for Kafka before the outbox retries it later.
+    publish_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+
+
+class MetricsSettings(_Part):
+    """Where every driftloop service serves /metrics: 127.0.0.1, or 0.0.0.0 for a Prometheus on another host."""
+
+    host: str = Field(default="127.0.0.1", min_length=1)
 
 
 class CurationSettings(_Part):
@@ -209,6 +217,7 @@ class Settings(BaseSettings):
     ray: RaySettings = Field(default_factory=RaySettings)
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     curation: CurationSettings = Field(default_factory=CurationSettings)
 

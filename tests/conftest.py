@@ -6,16 +6,14 @@ other's events. The stack is started by the same code as `driftloop stack up`.
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
 import pytest
 
-from driftloop.settings import KafkaSettings, Settings, load_settings
+from driftloop.ray_cluster import connect_ray
+from driftloop.settings import KafkaSettings, RaySettings, Settings, load_settings
 from driftloop.stack import LocalStack, create_topics, free_port
-
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no ~/.ray/auth_token for a throwaway local Ray
 
 
 @pytest.fixture(scope="session")
@@ -81,10 +79,10 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """A local Ray with 2 CPUs for the session."""
+    """A local Ray with 2 CPUs for the session, started as driftloop starts one (no token auth, no global env)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    connect_ray(RaySettings(num_cpus=2))
     try:
         yield ray
     finally:

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -15,8 +16,10 @@ import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
+from driftloop.collector.columnar import parse_batch
 from driftloop.collector.schemas import decode
 from driftloop.collector.store import Store
+from driftloop.collector.store_writer import STORE_DIRS, _by_store_folder, write_durably
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -162,3 +165,16 @@ def _assigned_partitions(member: dict) -> int:
     """Partitions in one member of kafka-python's describe_groups answer (its decoded ConsumerAssignment)."""
     assignment = member.get("member_assignment") or {}
     return sum(len(topic["partitions"]) for topic in assignment.get("assigned_partitions", []))
+
+
+def write_to_store(store_dir: Path, kind: str, documents: list[dict], topic: str, partition: int = 0,
+                   first_offset: int = 0) -> int:
+    """Write events into the store as the store writer would have, without Kafka: the store's columns,
+    one file per hour folder (and model) named by topic, partition and the batch's offsets. Returns the
+    next offset."""
+    offsets = list(range(first_offset, first_offset + len(documents)))
+    table = parse_batch(kind, [orjson.dumps(d) for d in documents], partition, offsets).table
+    name = f"{topic}+{partition}+{offsets[0]:020d}+{offsets[-1]:020d}.parquet"
+    for folder, rows in _by_store_folder(kind, table):
+        write_durably(rows, Path(store_dir) / STORE_DIRS[kind] / folder / name)
+    return first_offset + len(documents)

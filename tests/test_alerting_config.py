@@ -8,7 +8,7 @@ import urllib.request
 
 import yaml
 
-from driftloop.dashboards import alertmanager_config, rule_files
+from driftloop.dashboards import alertmanager_config, rule_files, rule_test_file
 
 
 def test_promtool_accepts_the_rules():
@@ -19,9 +19,32 @@ def test_promtool_accepts_the_rules():
 
 def test_promtool_rule_unit_tests_pass():
     for path in rule_files():
-        tests = path.with_name(path.stem + "_test.yml")
-        run = subprocess.run(["promtool", "test", "rules", str(tests)], capture_output=True, text=True)
+        run = subprocess.run(["promtool", "test", "rules", str(rule_test_file(path))], capture_output=True, text=True)
         assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_every_alert_has_a_case_that_fires_and_one_that_stays_quiet():
+    assert {path.name for path in rule_files()} >= {"drift.yml", "monitor.yml", "collector.yml"}
+    for path in rule_files():
+        alerts = {rule["alert"] for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]
+                  if "alert" in rule}
+        tests = yaml.safe_load(rule_test_file(path).read_text())
+        assert tests["rule_files"] == [path.name], f"{rule_test_file(path).name} tests {path.name}"
+        cases = [case for test in tests["tests"] for case in test.get("alert_rule_test", [])]
+        fires = {case["alertname"] for case in cases if case.get("exp_alerts")}
+        quiet = {case["alertname"] for case in cases if not case.get("exp_alerts")}
+        assert alerts <= fires, f"{path.name}: no case where {sorted(alerts - fires)} fire"
+        assert alerts <= quiet, f"{path.name}: no case where {sorted(alerts - quiet)} stay quiet"
+
+
+def test_alerts_that_start_a_retrain_name_their_model_and_severity():
+    for path in rule_files():
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                labels = rule.get("labels", {})
+                assert labels.get("severity") in ("info", "warning", "critical"), rule["alert"]
+                if labels.get("action") == "retrain":
+                    assert "by (model" in rule["expr"], f"{rule['alert']} keeps the model label"
 
 
 def test_promtool_rejects_a_broken_rule(tmp_path):

@@ -24,7 +24,7 @@ from driftloop.drift.monitor import DriftMetrics, DriftMonitor, MonitorConfig
 from driftloop.drift.multivariate import DomainClassifierTest
 from driftloop.drift.profile import ReferenceProfile
 from driftloop.drift.sequential import make_detector
-from driftloop.stack import free_port, register_scrape_target
+from driftloop.stack import free_port, register_scrape_target, unregister_scrape_target
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -77,6 +77,8 @@ def test_monitor_exports_drift_to_prometheus_and_publishes_a_drift_event(
         publish=lambda key, value: producer.send(topic, key=key, value=value).get(timeout=10),
     )
     run = monitor.run_once(NOW)
+    assert monitor.events.flush(30), "the drift event was acknowledged"
+    monitor.close()
     producer.close()
 
     assert run.rows == 1000 and run.note == ""
@@ -89,16 +91,22 @@ def test_monitor_exports_drift_to_prometheus_and_publishes_a_drift_event(
     registry = CollectorRegistry()
     registry.register(DriftMetrics([monitor]))
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    address = f"127.0.0.1:{server.server_port}"
     try:
-        register_scrape_target(prometheus.targets_dir, "drift-test", f"127.0.0.1:{server.server_port}")
+        register_scrape_target(prometheus.targets_dir, "drift-test", address)
         result = wait_until(lambda: query(prometheus.url, 'driftloop_drift_dataset_drift{model="churn"}'), 30)
         assert result and float(result[0]["value"][1]) == 1.0
         scores = query(prometheus.url, 'driftloop_drift_feature_drifted{model="churn"} == 1')
         assert {s["metric"]["feature"] for s in scores} == drifted
         assert float(query(prometheus.url, 'driftloop_drift_share{model="churn"}')[0]["value"][1]) == run.window.share
+        # p-values and distances are separate families; the reference has 2000 rows, so these are distances
+        distances = query(prometheus.url, 'driftloop_drift_feature_distance{model="churn"}')
+        assert {d["metric"]["feature"] for d in distances} == {r.feature for r in run.window.results if not r.p_value}
+        assert all("method" not in d["metric"] for d in distances)
     finally:
         server.shutdown()
         thread.join()
+        unregister_scrape_target(prometheus.targets_dir, "drift-test", address)
 
     consumer = KafkaConsumer(topic, bootstrap_servers=kafka, auto_offset_reset="earliest", consumer_timeout_ms=5000)
     events = [orjson.loads(record.value) for record in consumer]

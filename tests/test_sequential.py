@@ -105,6 +105,20 @@ def test_reset(name):
     assert detector.update_many(shifted_bits(2)) == DETECTORS[name]().update_many(shifted_bits(2))
 
 
+@pytest.mark.parametrize("name", list(DETECTORS), ids=ids("state-json-round-trip-resumes-the-stream"))
+def test_state_round_trip_resumes_the_stream(name):
+    import json
+
+    stream = shifted_bits(3)
+    detector = DETECTORS[name]()
+    detector.update_many(stream[: CHANGE - 500])
+    state = json.loads(json.dumps(detector.state_dict()))
+    resumed = DETECTORS[name](**detector.params()).load_state_dict(state)
+    assert resumed.update_many(stream[CHANGE - 500:]) == detector.update_many(stream[CHANGE - 500:])
+    with pytest.raises(ValueError, match="lacks"):
+        DETECTORS[name]().load_state_dict({})
+
+
 @pytest.mark.parametrize(
     ("name", "param", "value"),
     [(name, param, value) for name, cases in INVALID.items() for param, value in cases],

@@ -9,6 +9,7 @@ convention), so ``update`` can be called forever without ``reset``.
 from __future__ import annotations
 
 import abc
+import inspect
 from collections.abc import Iterable
 
 
@@ -53,9 +54,47 @@ class DriftDetector(abc.ABC):
                 alarms.append(i)
         return alarms
 
+    def params(self) -> dict:
+        """The constructor's parameters, as given."""
+        return {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
+
+    def state_dict(self) -> dict:
+        """The running state (everything but the parameters) as JSON values, to resume the stream later.
+
+        Raises ``TypeError`` when part of it is not numbers, strings, booleans, None or lists
+        of them (a detector wrapping another library's object): replay its stream instead.
+        """
+        params = self.params()
+        return {name: _plain(name, value) for name, value in vars(self).items() if name not in params}
+
+    def load_state_dict(self, state: dict) -> DriftDetector:
+        """Resume from the ``state_dict()`` of a detector of the same class and parameters; return ``self``.
+
+        Raises ``ValueError`` when ``state`` lacks an attribute this detector keeps (another layout).
+        """
+        missing = set(self.state_dict()) - set(state)
+        if missing:
+            raise ValueError(f"state of another {type(self).__name__} layout: it lacks {sorted(missing)}")
+        for name, value in state.items():
+            setattr(self, name, value)
+        return self
+
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({params})"
+
+
+def _plain(name: str, value):
+    """`value` as plain JSON types (NumPy scalars become Python numbers), or TypeError."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(name, item) for item in value]
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # a NumPy scalar
+        value = value.item()
+    if isinstance(value, (int, float)):
+        return value
+    raise TypeError(f"cannot snapshot {name!r} of type {type(value).__name__}")
 
 
 def check_in_range(name: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:

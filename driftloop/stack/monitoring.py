@@ -99,6 +99,19 @@ def register_scrape_target(targets_dir: Path, name: str, address: str, labels: d
     return path
 
 
+def unregister_scrape_target(targets_dir: Path, name: str, address: str) -> bool:
+    """Stop scraping `name` if it still points at `address` (a process of the same name may have taken it over)."""
+    path = targets_dir / f"{name}.json"
+    try:
+        registered = json.loads(path.read_text())[0]["targets"]
+    except (OSError, ValueError, LookupError, TypeError):
+        return False
+    if registered != [address]:
+        return False
+    path.unlink(missing_ok=True)
+    return True
+
+
 class Alertmanager(_HttpService):
     """Routes every driftloop alert to the retrain webhook."""
 
