@@ -88,7 +88,7 @@ class Store:
 
     def _scan(self, kind: str, model: str | None = None, start: datetime | None = None,
               end: datetime | None = None) -> str | None:
-        """A read_parquet(...) expression over the files of `kind`, or None when there is none.
+        """A subquery over the files of `kind` (a read_parquet(...) of them), or None when there is none.
 
         With a window (`start`, `end`, and the model for predictions), only the files of the hour
         folders that can hold its events are read: a query costs its window, not the store's history.
@@ -103,7 +103,9 @@ class Store:
             if not files:
                 return None
             source = "[" + ", ".join("'" + str(path).replace("'", "''") + "'" for path in files) + "]"
-        return f"read_parquet({source}, hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
+        files = f"read_parquet({source}, hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
+        # Files written before the store kept each record's Kafka time lack `kafka_timestamp`: null there.
+        return f"(SELECT * FROM {files} UNION ALL BY NAME SELECT NULL::TIMESTAMPTZ AS kafka_timestamp WHERE false)"
 
     def _files(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[str]:
         """Files of `kind` (of `model`) in the hour folders that can hold event times in [start, end]."""
@@ -275,10 +277,10 @@ class Store:
         for folder, name in self._hour_folders(kind, model, since, FAR_FUTURE):
             done = dict(position.get(name, {}))
             for file_name in self._parquet_files(folder):
-                position = file_position(file_name)
-                if position is None:  # not named by the store writer
+                named = file_position(file_name)
+                if named is None:  # not named by the store writer
                     continue
-                key, _, last = position
+                key, _, last = named
                 next_offset = done.get(key, 0)
                 if last < next_offset:
                     continue

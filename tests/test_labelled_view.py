@@ -13,7 +13,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from events import prediction_documents, write_to_store
 
+from driftloop.collector.files import PendingIndex, compact
 from driftloop.collector.store import Store, match_labels
 
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
@@ -128,3 +130,25 @@ def test_arrived_reads_what_came_since_its_position(store, tmp_path):
     recent = store.arrived("feedback", T0 + 3 * DAY, columns=["request_id"])
     assert sorted(recent.rows["request_id"].to_pylist()) == ["late-correction", "too-late"]
     assert all(name >= "date=2026-11-05" for name in recent.position)
+
+
+def test_an_incremental_reader_reads_on_across_a_compaction(tmp_path):
+    """Compaction merges a partition's files under the offsets they span, so a reader that goes by
+    offsets neither reads a merged row twice nor skips the rows it had not read yet."""
+    store_dir = tmp_path / "store"
+    hour = T0.replace(minute=0)
+    documents = [{**d, "timestamp": (hour + timedelta(minutes=i)).isoformat()}
+                 for i, d in enumerate(prediction_documents(40, model="churn"))]
+    offset = 0
+    for start in range(0, 30, 3):
+        offset = write_to_store(store_dir, "prediction", documents[start:start + 3], "p", 0, offset)
+    store = Store(store_dir)
+    first = store.arrived("prediction", hour, model="churn", columns=["event_id"])
+    assert first.rows.num_rows == 30
+    offset = write_to_store(store_dir, "prediction", documents[30:35], "p", 0, offset)  # not read yet
+    folder = next((store_dir / "predictions").rglob("hour=*"))
+    assert compact(folder, PendingIndex(store_dir), threshold=4), "the folder's files were merged"
+    assert len(list(folder.glob("*.parquet"))) == 1
+    write_to_store(store_dir, "prediction", documents[35:40], "p", 0, offset)
+    after = Store(store_dir).arrived("prediction", hour, first.position, model="churn", columns=["event_id"])
+    assert after.rows["event_id"].to_pylist() == [d["event_id"] for d in documents[30:40]]
