@@ -110,12 +110,40 @@ class AlertmanagerSettings(_Part):
 
 
 class RaySettings(_Part):
-    """Ray for training. Empty `address` starts a local Ray."""
+    """Ray for training. Empty `address` starts a local Ray (or joins RAY_ADDRESS when that is set).
+
+    `storage_path` is where runs keep checkpoints (default `<data_dir>/ray`); on a cluster of
+    several nodes it must be storage every node shares. A retrain that has not finished after
+    `train_timeout_s` is aborted with an error; `max_failures` worker-group failures are retried
+    (from the last checkpoint) before the run fails.
+    """
 
     address: str = ""
     num_workers: Annotated[int, Field(ge=1)] = 2
     use_gpu: bool = False
     num_cpus: Annotated[int, Field(ge=1)] | None = None
+    storage_path: Path | None = None
+    max_failures: Annotated[int, Field(ge=0)] = 0
+    train_timeout_s: Annotated[float, Field(gt=0)] = 1800.0
+
+    @field_validator("storage_path")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        return None if path is None else path.expanduser().resolve()
+
+
+class RegistrySettings(_Part):
+    """The model registry: a SQLite database (WAL) and a content-addressed artifact folder.
+
+    Empty `dir` means `<data_dir>/registry`; on several machines, a volume they share.
+    """
+
+    dir: Path | None = None
+
+    @field_validator("dir")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        return None if path is None else path.expanduser().resolve()
 
 
 class CollectorSettings(_Part):
@@ -185,6 +213,7 @@ class Settings(BaseSettings):
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)

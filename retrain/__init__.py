@@ -1,5 +1,96 @@
-"""Retraining: Ray Train jobs that rebuild the PyTorch model (triggers, registry, shadow and gate to come)."""
+"""Retraining: model specs, prepared inputs and the shared Predictor, Ray Train training, the model registry.
 
-from driftloop.retrain.training import MLPClassifier, TrainConfig, load_model, save_model, train, train_func
+`import driftloop.retrain` loads neither torch nor Ray: the registry, the specs and the
+preprocessing are plain Python, numpy and pyarrow (a server polling an alias, or the drift
+monitor asking for the champion's profile, needs no more). Names that need torch or Ray are
+imported when first used.
+"""
 
-__all__ = ["MLPClassifier", "TrainConfig", "load_model", "save_model", "train", "train_func"]
+from importlib import import_module
+
+from driftloop.retrain.artifacts import ArtifactError, ArtifactStore
+from driftloop.retrain.database import MIGRATIONS, Database, SchemaTooNew
+from driftloop.retrain.leases import Lease, LeaseLost, Leases
+from driftloop.retrain.preprocessing import CategoricalInput, InputError, NumericInput, Preprocessor, feature_columns
+from driftloop.retrain.registry import (
+    ALIASES,
+    AliasChange,
+    AliasMove,
+    EpochMetrics,
+    LoadedModel,
+    ModelRegistry,
+    ModelVersion,
+    StaleAlias,
+    TrainingRecord,
+    UnknownVersion,
+)
+from driftloop.retrain.specs import (
+    ENTRY_POINT_GROUP,
+    MODELS,
+    ModelSpec,
+    SpecError,
+    TrainingParams,
+    available_specs,
+    get_spec,
+)
+
+_HEAVY = {
+    "MLPClassifier": "models",
+    "ModelPredictor": "predictor",
+    "load_predictor": "model_files",
+    "save_model_files": "model_files",
+    "TrainConfig": "training",
+    "load_model": "training",
+    "save_model": "training",
+    "train": "training",
+    "train_func": "training",
+}
+
+
+def __getattr__(name: str):
+    if name in _HEAVY:
+        return getattr(import_module(f"{__name__}.{_HEAVY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "ALIASES",
+    "ENTRY_POINT_GROUP",
+    "MIGRATIONS",
+    "MODELS",
+    "AliasChange",
+    "AliasMove",
+    "ArtifactError",
+    "ArtifactStore",
+    "CategoricalInput",
+    "Database",
+    "EpochMetrics",
+    "InputError",
+    "Lease",
+    "LeaseLost",
+    "Leases",
+    "LoadedModel",
+    "MLPClassifier",
+    "ModelPredictor",
+    "ModelRegistry",
+    "ModelSpec",
+    "ModelVersion",
+    "NumericInput",
+    "Preprocessor",
+    "SchemaTooNew",
+    "SpecError",
+    "StaleAlias",
+    "TrainConfig",
+    "TrainingParams",
+    "TrainingRecord",
+    "UnknownVersion",
+    "available_specs",
+    "feature_columns",
+    "get_spec",
+    "load_model",
+    "load_predictor",
+    "save_model",
+    "save_model_files",
+    "train",
+    "train_func",
+]
