@@ -10,6 +10,8 @@ left unfinished. `driftloop retrain run --model M` runs one episode in the foreg
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
 import socket
@@ -21,10 +23,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from prometheus_client import CollectorRegistry
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
 
 from driftloop.collector.store import Store
 from driftloop.curation import BatchRequest, SnapshotSpec, build_snapshot, load_snapshot, select_batch
@@ -346,8 +352,6 @@ class RetrainService:
 
 def _handled_instances(db, model: str) -> dict[str, str]:
     """Alert instances of `model` that already started or joined an episode, and that episode."""
-    import json
-
     rows = db.execute("""SELECT fingerprints, episode_id FROM triggers WHERE model = ? AND source = 'alertmanager'
                          AND episode_id IS NOT NULL ORDER BY id DESC LIMIT 500""", (model,))
     handled: dict[str, str] = {}
@@ -363,12 +367,6 @@ def _lease(model: str) -> str:
 
 def create_app(service: RetrainService, registry: CollectorRegistry, path: str):
     """The service's HTTP API: the webhook at `path`, health, readiness, metrics, episodes and triggers."""
-    import orjson
-    from fastapi import FastAPI, Request
-    from fastapi.responses import Response
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-    from pydantic import ValidationError
-
     app = FastAPI(title="driftloop retrain service",
                   summary="Alertmanager's webhook in; retrain episodes out. 200 means the notification is recorded.")
 
@@ -389,8 +387,6 @@ def create_app(service: RetrainService, registry: CollectorRegistry, path: str):
             return json_response(422, {"detail": "invalid notification",
                                        "errors": [{"field": "", "message": "the body must be a JSON object"}]})
         try:
-            import asyncio
-
             notification_id = await asyncio.to_thread(service.accept_notification, body)
         except ValidationError as error:
             service.metrics.notifications.labels("invalid").inc()

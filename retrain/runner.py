@@ -97,9 +97,11 @@ class EpisodeRunner:
     def step(self, episode: Episode, stop: threading.Event) -> Episode:
         """Run the episode's current step once; the episode after it (maybe unmoved if `stop` came)."""
         step = episode.step
-        attempts = self.episodes.begin_attempt(episode.id, step)
-        if attempts > self.config.max_step_attempts:
-            return self.episodes.fail(episode.id, step, f"{step}: interrupted {attempts - 1} times; not retried again")
+        if step != Step.LABELLING:  # waiting for labels costs nothing to resume; the other steps count their starts
+            attempts = self.episodes.begin_attempt(episode.id, step)
+            if attempts > self.config.max_step_attempts:
+                return self.episodes.fail(episode.id, step, f"{step}: interrupted {attempts - 1} times; not retried again")
+            episode = self.episodes.get(episode.id)  # with its attempts counted
         try:
             return getattr(self, f"_{step}")(episode, stop)
         except StepConflict:
@@ -153,7 +155,7 @@ class EpisodeRunner:
         spec = self.spec_for(episode.model)
         table = self.load_snapshot(episode.state["snapshot_id"]).read()
         data = prepare_training_data(table, spec)
-        attempt = episode.attempts + 1
+        attempt = episode.attempts
         name = f"{_folder(episode.model)}-{episode.id}-{attempt}"
         trained = self.train(data, spec, name, self.workdir / episode.id / f"model-{attempt}")
         return self.episodes.advance(
