@@ -335,7 +335,8 @@ class RetrainService:
             where = ray.address or os.environ.get("RAY_ADDRESS") or "a local Ray"
             raise RuntimeError(f"Ray at {where} is not reachable: {' '.join(str(error).split())[:300]}") from None
         run = RunSettings(storage_path=ray_storage_dir(self.settings), num_workers=ray.num_workers,
-                          use_gpu=ray.use_gpu, max_failures=ray.max_failures, timeout_s=ray.train_timeout_s)
+                          use_gpu=ray.use_gpu, max_failures=ray.max_failures, timeout_s=ray.train_timeout_s,
+                          placement_strategy=ray.placement_strategy)
         return train_model(data, spec, run, name, folder)
 
     def _register(self, episode: Episode, trained, table: pa.Table, spec: ModelSpec):

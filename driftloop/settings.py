@@ -118,7 +118,8 @@ class RaySettings(_Part):
     `storage_path` is where runs keep checkpoints (default `<data_dir>/ray`); on a cluster of
     several nodes it must be storage every node shares. A retrain that has not finished after
     `train_timeout_s` is aborted with an error; `max_failures` worker-group failures are retried
-    (from the last checkpoint) before the run fails.
+    (from the last checkpoint) before the run fails. `placement_strategy` is Ray's for the workers
+    (`STRICT_SPREAD`: one worker per node).
     """
 
     address: str = ""
@@ -128,6 +129,7 @@ class RaySettings(_Part):
     storage_path: Path | None = None
     max_failures: Annotated[int, Field(ge=0)] = 0
     train_timeout_s: Annotated[float, Field(gt=0)] = 1800.0
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
 
     @field_validator("storage_path")
     @classmethod

@@ -380,7 +380,7 @@ def train_model(data: TrainingData, spec: ModelSpec, run: RunSettings, name: str
     record = TrainingRecord(
         run_path=str(result.path), workers=run.num_workers, use_gpu=run.use_gpu, wall_s=fit_s,
         epochs=tuple(EpochMetrics(**entry) for entry in value["history"]), best_epoch=value["best_epoch"],
-        stopped_early=value["stopped_early"],
+        stopped_early=value["stopped_early"], nodes=tuple(node[0] for node in value["worker_nodes"]),
     )
     metrics = {"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"], "val_rows": int(len(data.y_val)),
                "train_rows": int(len(data.y_train))}

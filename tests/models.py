@@ -41,7 +41,7 @@ def model_folder(tmp_path, seed: int, features=FEATURES[:4]):
     save_model_files(folder, module.state_dict(), "mlp", spec.module_params, len(features), ["0", "1"],
                      Preprocessor.fit(data))
     (folder / "profile").mkdir()
-    (folder / "profile" / "profile.json").write_text(json.dumps({"format_version": 1, "rows": 50, "features": []}))
+    (folder / "profile" / "profile.json").write_text(json.dumps({"format_version": 1, "rows": 50, "performance": None, "features": []}))
     return folder, module, data
 
 
