@@ -44,8 +44,9 @@ class TrainingParams:
 
     `validation_share` of the rows (chosen by a hash of their event id, the same every run) is
     held out; training stops after `patience` epochs without a lower validation loss (0: never
-    early), and the epoch with the lowest validation loss is the one kept. `batch_size` is per
-    worker.
+    early), and the epoch with the lowest validation loss is the one kept. `batch_size` is the
+    global batch: each of N workers takes batch_size / N rows a step, so a run takes the same
+    steps, and learns alike, on any number of workers.
     """
 
     epochs: int = 20

@@ -121,8 +121,9 @@ def _train(settings: TrainConfig, rank: int, world: int, heartbeat: _Heartbeat) 
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     generator = torch.Generator().manual_seed(settings.seed)
+    per_worker = max(1, settings.batch_size // world)  # the global batch, split: the same steps on any worker count
     loader = ray.train.torch.prepare_data_loader(
-        DataLoader(TensorDataset(x_train, y_train), batch_size=settings.batch_size, shuffle=True, generator=generator))
+        DataLoader(TensorDataset(x_train, y_train), batch_size=per_worker, shuffle=True, generator=generator))
     loss_fn = nn.CrossEntropyLoss()
     plain = getattr(model, "module", model)
 
