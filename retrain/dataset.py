@@ -21,7 +21,7 @@ from driftloop.retrain.specs import ModelSpec
 __all__ = ["DataError", "TrainingData", "prepare_training_data", "validation_mask"]
 
 LABEL = "label"
-ID_COLUMNS = ("event_id", "request_id")
+ID_COLUMNS = ("request_id", "event_id")  # a request id where the table has one (store rows), else the event id
 _BUCKETS = 10_000
 
 
