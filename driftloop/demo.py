@@ -156,7 +156,7 @@ def run_demo(settings: Settings, count: int, console: Console) -> None:
     held = held_out_mask(snapshot)
     train_part, held_out = snapshot.filter(pa.array(~held)), snapshot.filter(pa.array(held))
     connect_ray(settings.ray)
-    spec = spec_for(settings, MODEL).with_params(training={"epochs": 10})
+    spec = spec_for(settings, MODEL).with_params(training={"epochs": 60, "batch_size": 32, "patience": 8})  # ~700 rows
     run = RunSettings(storage_path=ray_storage_dir(settings), num_workers=settings.ray.num_workers,
                       use_gpu=settings.ray.use_gpu, timeout_s=settings.ray.train_timeout_s)
     trained = train_model(prepare_training_data(train_part, spec), spec, run, f"demo-{uuid.uuid4().hex[:8]}",

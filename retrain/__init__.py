@@ -11,7 +11,20 @@ from importlib import import_module
 from driftloop.retrain.artifacts import ArtifactError, ArtifactStore
 from driftloop.retrain.database import MIGRATIONS, Database, SchemaTooNew
 from driftloop.retrain.dataset import DataError, TrainingData, prepare_training_data, validation_mask
+from driftloop.retrain.episodes import (
+    DECISIONS,
+    INITIAL_STEPS,
+    SOURCES,
+    TRANSITIONS,
+    Episode,
+    EpisodeStore,
+    IllegalTransition,
+    Step,
+    StepConflict,
+    TriggerRecord,
+)
 from driftloop.retrain.leases import Lease, LeaseLost, Leases
+from driftloop.retrain.metrics import RetrainMetrics
 from driftloop.retrain.preprocessing import CategoricalInput, InputError, NumericInput, Preprocessor, feature_columns
 from driftloop.retrain.registry import (
     ALIASES,
@@ -34,8 +47,13 @@ from driftloop.retrain.specs import (
     available_specs,
     get_spec,
 )
+from driftloop.retrain.triggers import AlertTrigger, Decision, Notification, Policy, alert_triggers, decide
 
 _HEAVY = {
+    "EpisodeRunner": "runner",
+    "RunnerConfig": "runner",
+    "register_candidate": "candidates",
+    "write_reference_profile": "candidates",
     "MLPClassifier": "models",
     "ModelPredictor": "predictor",
     "load_predictor": "model_files",
@@ -58,6 +76,27 @@ def __getattr__(name: str):
 
 __all__ = [
     "ALIASES",
+    "DECISIONS",
+    "INITIAL_STEPS",
+    "SOURCES",
+    "TRANSITIONS",
+    "AlertTrigger",
+    "Decision",
+    "Episode",
+    "EpisodeRunner",
+    "EpisodeStore",
+    "IllegalTransition",
+    "Notification",
+    "Policy",
+    "RetrainMetrics",
+    "RunnerConfig",
+    "Step",
+    "StepConflict",
+    "TriggerRecord",
+    "alert_triggers",
+    "decide",
+    "register_candidate",
+    "write_reference_profile",
     "ENTRY_POINT_GROUP",
     "MIGRATIONS",
     "MODELS",

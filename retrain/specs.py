@@ -151,6 +151,7 @@ MLP = ModelSpec(
     name="mlp",
     module=mlp_module,
     module_params={"hidden": 64, "layers": 2, "dropout": 0.0},
+    training=TrainingParams(epochs=30, batch_size=128, learning_rate=3e-3, patience=5),
     description="A multi-layer perceptron for tabular classification: standardised numeric, one-hot categorical inputs.",
 )
 

@@ -209,3 +209,10 @@ def test_a_lease_has_one_holder_until_it_expires(tmp_path):
     with pytest.raises(LeaseLost):
         leases.renew("retrain:churn", "service-a", ttl_s=30)
     assert leases.release("retrain:churn", "service-b") and leases.holder("retrain:churn") is None
+
+
+def test_importing_the_registry_loads_neither_torch_nor_ray():
+    probe = ("import sys, driftloop.retrain\n"
+             "print(sorted({n.split('.')[0] for n in sys.modules} & {'torch', 'ray', 'pandas', 'duckdb', 'sklearn'}))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
