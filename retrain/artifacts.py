@@ -8,7 +8,7 @@ manifest's hash and every file against it before handing out the folder, so a ta
 truncated or partly deleted artifact is refused, never served.
 
     store = ArtifactStore(Path("data/registry/artifacts"))
-    digest = store.put(staging_folder)       # the folder is moved into the store
+    digest = store.put(model_folder)         # copied into the store, whole or not at all
     folder = store.verified(digest)          # ArtifactError if anything changed since
 """
 
@@ -42,9 +42,11 @@ class ArtifactStore:
         return self.root / digest[:2] / digest
 
     def put(self, folder: Path) -> str:
-        """Move `folder` into the store under the sha256 of its manifest, and return that sha256.
+        """Copy `folder` into the store under the sha256 of its manifest, and return that sha256.
 
-        Writing the same content twice keeps one copy (the second folder is removed).
+        The copy is written aside and renamed into place, so the store never holds half an
+        artifact; `folder` is left as it was (a retried registration finds it again). Putting
+        the same content twice keeps one copy.
         """
         folder = Path(folder)
         files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
@@ -57,16 +59,16 @@ class ArtifactStore:
         }
         encoded = _canonical(manifest)
         digest = hashlib.sha256(encoded).hexdigest()
-        (folder / MANIFEST).write_bytes(encoded)
         target = self.path(digest)
         if (target / MANIFEST).exists():
-            shutil.rmtree(folder)
             return digest
-        for path in [*files, folder / MANIFEST]:
-            _fsync(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".{digest}.{uuid.uuid4().hex[:8]}.tmp"
-        shutil.move(str(folder), staging)  # may cross file systems; the rename below never does
+        shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(MANIFEST))
+        (staging / MANIFEST).write_bytes(encoded)
+        for path in staging.rglob("*"):
+            if path.is_file():
+                _fsync(path)
         try:
             os.rename(staging, target)
         except OSError:  # another writer put the same content first

@@ -11,6 +11,7 @@ at most `max_step_attempts` times.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -177,9 +178,10 @@ class EpisodeRunner:
             )
             table = self.load_snapshot(state["snapshot_id"]).read()
             existing = self.register(episode, trained, table, self.spec_for(episode.model))
-        return self.episodes.advance(episode.id, Step.REGISTERING, Step.REGISTERED,
-                                     {"version": existing.version}, note=f"registered version {existing.version} "
-                                                                          "as challenger")
+        done = self.episodes.advance(episode.id, Step.REGISTERING, Step.REGISTERED, {"version": existing.version},
+                                     note=f"registered version {existing.version} as challenger")
+        shutil.rmtree(self.workdir / episode.id, ignore_errors=True)  # the registry holds its own copy now
+        return done
 
     def _new_labels(self, model: str, now: datetime) -> int:
         latest = self.registry.find(model, "latest")
