@@ -328,6 +328,7 @@ class RetrainService:
         from driftloop.ray_cluster import connect_ray
         from driftloop.retrain.training import RunSettings, train_model
 
+        spec.build_module(data.n_inputs, len(data.classes))  # a spec that cannot build fails before Ray is asked
         ray = self.settings.ray
         try:
             connect_ray(ray)
