@@ -36,3 +36,13 @@ def batches_dir(settings: Settings) -> Path:
 
 def snapshots_dir(settings: Settings) -> Path:
     return settings.data_dir / "snapshots"
+
+
+def registry_dir(settings: Settings) -> Path:
+    """The model registry: `registry.db` and `artifacts/` (settings.registry.dir, else under data_dir)."""
+    return settings.registry.dir or settings.data_dir / "registry"
+
+
+def ray_storage_dir(settings: Settings) -> Path:
+    """Where Ray Train runs keep their checkpoints (settings.ray.storage_path, else under data_dir)."""
+    return settings.ray.storage_path or settings.data_dir / "ray"

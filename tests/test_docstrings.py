@@ -11,7 +11,7 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ("driftloop.drift", "driftloop.curation")
+PACKAGES = ("driftloop.drift", "driftloop.curation", "driftloop.retrain")
 
 
 def modules() -> list[str]:
