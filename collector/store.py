@@ -64,6 +64,27 @@ class Store:
             [model, model, _day(start), _day(end), start, end],
         )
 
+    def shadow(self, model: str, start: datetime | None = None, end: datetime | None = None,
+               version: str | None = None) -> pa.Table:
+        """Challengers' answers to `model`'s traffic (the shadow view), of one `version` if given, oldest first.
+
+        A shadow event is a prediction event: the request id and the time of the prediction it
+        shadows, the challenger's version and output.
+        """
+        scan = self._scan("shadow")
+        if scan is None:
+            return BASE_COLUMNS.empty_table()
+        start, end = _window(start, end)
+        where_version = "" if version is None else "AND model_version = ?"
+        return self._query(
+            f"""SELECT * EXCLUDE (model, date, hour) FROM {scan}
+                WHERE model = ? AND model_name = ? AND date >= ? AND date <= ? AND timestamp >= ? AND timestamp < ?
+                {where_version}
+                {FIRST_OF_EACH_EVENT}
+                ORDER BY timestamp, event_id""",
+            [model, model, _day(start), _day(end), start, end, *([] if version is None else [str(version)])],
+        )
+
     def feedback(self, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
         """Feedback with timestamps in [start, end), oldest first, each event once."""
         scan = self._scan("feedback")
@@ -119,10 +140,10 @@ class Store:
             return connection.sql(sql, params=[_day(min(end + horizon, FAR_FUTURE)), horizon]).to_arrow_table()
 
     def sql(self, query: str) -> pa.Table:
-        """Run SQL over the views `predictions` and `feedback` (for `driftloop store query`)."""
+        """Run SQL over the views `predictions`, `feedback` and `shadow` (for `driftloop store query`)."""
         with duckdb.connect() as connection:
             connection.execute("SET TimeZone = 'UTC'")
-            for kind, view in (("prediction", "predictions"), ("feedback", "feedback")):
+            for kind, view in (("prediction", "predictions"), ("feedback", "feedback"), ("shadow", "shadow")):
                 scan = self._scan(kind)
                 if scan is not None:
                     connection.execute(f"CREATE VIEW {view} AS SELECT * FROM {scan}")

@@ -1,4 +1,4 @@
-"""The consumer that writes `predictions` and `feedback` into the Parquet store, exactly once.
+"""The consumer that writes `predictions`, `feedback` and `shadow` into the Parquet store, exactly once.
 
 Kafka delivers at least once; the store holds each event once because:
 - a file is named by topic, partition and the offset range it holds, written
@@ -10,6 +10,7 @@ Kafka delivers at least once; the store holds each event once because:
 
 Layout: predictions/model=<name>/date=<YYYY-MM-DD>/hour=<HH>/<topic>+<partition>+<first>+<last>.parquet
         feedback/date=<YYYY-MM-DD>/hour=<HH>/<topic>+<partition>+<first>+<last>.parquet
+        shadow/model=<name>/date=<YYYY-MM-DD>/hour=<HH>/...   (challengers' answers: prediction events)
 
 Bad events go to `dlq` with the original key and bytes and headers saying why;
 they never stop the consumer. Scale out by running more processes in one group.
@@ -44,7 +45,9 @@ from driftloop.collector.topics import Topics
 
 log = logging.getLogger(__name__)
 
-STORE_DIRS = {"prediction": "predictions", "feedback": "feedback"}
+STORE_DIRS = {"prediction": "predictions", "feedback": "feedback", "shadow": "shadow"}
+# The schema each kind of stored event follows: a shadow event is a prediction (of a challenger).
+SCHEMA_OF = {"prediction": "prediction", "feedback": "feedback", "shadow": "prediction"}
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,8 @@ class StoreWriter:
     def __init__(self, config: StoreWriterConfig, registry: CollectorRegistry, in_flight: int = 2) -> None:
         self.config = config
         self.metrics = StoreWriterMetrics(registry)
-        self.kinds = {config.topics.predictions: "prediction", config.topics.feedback: "feedback"}
+        self.kinds = {config.topics.predictions: "prediction", config.topics.feedback: "feedback",
+                      config.topics.shadow: "shadow"}
         self.buffers: dict[TopicPartition, list] = defaultdict(list)
         self.oldest: dict[TopicPartition, float] = {}
         self.committed: dict[TopicPartition, int] = {}
@@ -256,7 +260,8 @@ class StoreWriter:
     def _write(self, partition: TopicPartition, records: list) -> _Written:
         began = time.perf_counter()
         kind = self.kinds[partition.topic]
-        parsed = parse_batch(kind, [r.value for r in records], partition.partition, [r.offset for r in records])
+        parsed = parse_batch(SCHEMA_OF[kind], [r.value for r in records], partition.partition,
+                             [r.offset for r in records])
         first, last = records[0].offset, records[-1].offset
         if parsed.table.num_rows:
             name = f"{partition.topic}+{partition.partition}+{first:020d}+{last:020d}.parquet"
@@ -302,7 +307,7 @@ class _FinishRevoked(ConsumerRebalanceListener):
 def _by_store_folder(kind: str, table: pa.Table):
     """(relative folder, rows) per model and hour of the events' own timestamps."""
     hours = pc.floor_temporal(table["timestamp"], unit="hour")
-    models = pc.unique(table["model_name"]).to_pylist() if kind == "prediction" else [None]
+    models = pc.unique(table["model_name"]).to_pylist() if SCHEMA_OF[kind] == "prediction" else [None]
     for hour in pc.unique(hours).to_pylist():
         in_hour = pc.equal(hours, pa.scalar(hour, hours.type))
         folder = hour.strftime("date=%Y-%m-%d/hour=%H")
