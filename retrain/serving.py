@@ -210,8 +210,12 @@ def create_server(
     logger: EventLogger | None,
     metrics_registry: CollectorRegistry,
     reload_interval_s: float = 1.0,
+    close_timeout_s: float = 10.0,
 ) -> FastAPI:
-    """The server as an ASGI app. It loads the champion now (LookupError without one), watches from startup."""
+    """The server as an ASGI app. It loads the champion now (LookupError without one), watches from startup.
+
+    At shutdown it gives the logger `close_timeout_s` to have Kafka acknowledge what it holds.
+    """
     metrics = ServeMetrics(metrics_registry)
     watcher = ChampionWatcher(registry, model, metrics, reload_interval_s)
     drops = _DropCounter(model, metrics)
@@ -224,7 +228,7 @@ def create_server(
         finally:
             watcher.stop()
             if logger is not None:
-                logger.close()
+                logger.close(timeout_s=close_timeout_s)
 
     app = FastAPI(
         title=f"driftloop model server: {model}",

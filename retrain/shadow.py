@@ -180,7 +180,9 @@ class ShadowScorer:
         if not self.subjects:
             if assignment:
                 self.consumer.pause(*assignment)
-            self.consumer.poll(timeout_ms=min(self.config.poll_timeout_ms, 200))  # keeps the group membership
+            polled = self.consumer.poll(timeout_ms=min(self.config.poll_timeout_ms, 200))  # keeps the membership
+            for partition, records in polled.items():  # fetched before the pause took hold: not skipped
+                self.consumer.seek(partition, records[0].offset)
             self._update_lag()
             return 0
         if self.consumer.paused():
