@@ -33,11 +33,15 @@ def open_ledger(settings: Settings) -> GateLedger:
 
 
 def build_gate(settings: Settings, model: str, metrics_registry: CollectorRegistry | None = None):
-    from driftloop.retrain.promotion import PromotionGate
+    """The gate of one model; with `metrics_registry`, its `driftloop_gate_*` metrics registered there."""
+    from driftloop.retrain.promotion import GateMetrics, PromotionGate
 
     registry = open_registry(settings)
+    metrics = GateMetrics()
+    if metrics_registry is not None:
+        metrics_registry.register(metrics)
     return PromotionGate(registry, GateLedger(registry.database), Store(settings.store_dir), gate_config(settings.gate),
-                         model=model, horizon=settings.label_horizon, metrics_registry=metrics_registry,
+                         model=model, horizon=settings.label_horizon, metrics=metrics,
                          latency_rows=settings.gate.latency_rows)
 
 

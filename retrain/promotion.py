@@ -31,8 +31,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import numpy as np
 import pyarrow as pa
-from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from driftloop.collector.store import Store
 from driftloop.retrain.decisions import DecisionRecord, GateLedger, Trial
@@ -86,10 +85,10 @@ def read_pairs(store: Store, model: str, trial: Trial, horizon: timedelta, until
                         QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY timestamp, event_id) = 1"""
         shadow_rows = f"""SELECT request_id, CAST(label AS VARCHAR) AS {shadow_label} FROM answers
                           QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY timestamp, event_id) = 1"""
-        table = connection.execute(
+        table = connection.sql(
             f"""WITH l AS ({live_rows}), s AS ({shadow_rows})
                 SELECT l.*, s.{shadow_label}, s.request_id IS NOT NULL AS paired FROM l LEFT JOIN s USING (request_id)
-                ORDER BY l.request_id""", [str(live)]).to_arrow_table()
+                ORDER BY l.request_id""", params=[str(live)]).to_arrow_table()
     paired = table.filter(table["paired"]).drop_columns(["paired"])
     return PairsRead(Pairs.from_table(paired), paired, table.num_rows - paired.num_rows, unknown)
 
@@ -135,11 +134,22 @@ def measure_latency(baseline, candidate, table: pa.Table, rows: int = 200) -> La
 
 
 class GateMetrics:
-    """`driftloop_gate_*` from the latest decision of each trial this process decided (a Prometheus collector)."""
+    """`driftloop_gate_*`: a Prometheus collector over the latest decision of each trial decided in this process.
+
+    One per metrics registry, shared by the gates of every model the process decides for.
+    """
 
     def __init__(self) -> None:
         self.latest: dict[int, tuple[Trial, GateDecision, int]] = {}
         self.open: dict[tuple[str, str], int] = {}
+        self.final: dict[tuple[str, str, str], int] = {}
+
+    def decided(self, trial: Trial, decision: GateDecision, unknown_labels: int) -> None:
+        self.latest[trial.id] = (trial, decision, unknown_labels)
+
+    def applied(self, trial: Trial, outcome: str) -> None:
+        key = (trial.model, trial.kind, outcome)
+        self.final[key] = self.final.get(key, 0) + 1
 
     def describe(self):
         return []
@@ -150,14 +160,16 @@ class GateMetrics:
                                   labels=labels)
         statistic = GaugeMetricFamily("driftloop_gate_statistic",
                                       "log e-value of the trial's test (promotion; in a watch, rollback).", labels=labels)
-        threshold = GaugeMetricFamily(
-            "driftloop_gate_threshold", "log(1/alpha): the statistic at which the trial decides.", labels=labels)
+        threshold = GaugeMetricFamily("driftloop_gate_threshold",
+                                      "log(1/alpha): the statistic at which the trial decides.", labels=labels)
         accuracy = GaugeMetricFamily("driftloop_gate_accuracy", "Accuracy on the trial's pairs, per model in it.",
                                      labels=[*labels, "role"])
         unknown = GaugeMetricFamily("driftloop_gate_unknown_labels",
                                     "Labels since the trial began for requests no prediction has (ignored).",
                                     labels=labels)
         open_trials = GaugeMetricFamily("driftloop_gate_open_trials", "Open trials.", labels=["model", "trial"])
+        decisions = CounterMetricFamily("driftloop_gate_decisions", "Final gate decisions, by trial and outcome.",
+                                        labels=["model", "trial", "outcome"])
         for trial, decision, unknown_labels in self.latest.values():
             values = [trial.model, str(trial.candidate_version), trial.kind]
             pairs.add_metric(values, decision.pairs)
@@ -170,14 +182,16 @@ class GateMetrics:
                 accuracy.add_metric([*values, candidate_role], decision.candidate_accuracy)
         for (model, kind), count in self.open.items():
             open_trials.add_metric([model, kind], count)
-        yield from (pairs, statistic, threshold, accuracy, unknown, open_trials)
+        for key, count in self.final.items():
+            decisions.add_metric(list(key), count)
+        yield from (pairs, statistic, threshold, accuracy, unknown, open_trials, decisions)
 
 
 class PromotionGate:
     """Opens, decides and closes the trials of one model. See the module docstring."""
 
     def __init__(self, registry: ModelRegistry, ledger: GateLedger, store: Store, config: GateConfig, *, model: str,
-                 horizon: timedelta, metrics_registry: CollectorRegistry | None = None, latency_rows: int = 200,
+                 horizon: timedelta, metrics: GateMetrics | None = None, latency_rows: int = 200,
                  lease_ttl_s: float = 120.0, clock=lambda: datetime.now(UTC)) -> None:
         if latency_rows < 1:
             raise ValueError(f"'latency_rows' must be at least 1, got {latency_rows}")
@@ -192,12 +206,7 @@ class PromotionGate:
         self.clock = clock
         self.leases = Leases(registry.database)
         self.holder = f"gate-{id(self):x}-{time.time_ns()}"
-        self.metrics = GateMetrics()
-        self.decisions = Counter("driftloop_gate_decisions", "Final gate decisions, by trial and outcome.",
-                                 ["model", "trial", "outcome"],
-                                 registry=metrics_registry if metrics_registry is not None else CollectorRegistry())
-        if metrics_registry is not None:
-            metrics_registry.register(self.metrics)
+        self.metrics = metrics if metrics is not None else GateMetrics()
         self._predictors: dict[int, object] = {}
 
     def run(self, stop: threading.Event | None = None, interval_s: float = 30.0) -> None:
@@ -225,8 +234,8 @@ class PromotionGate:
         trial = self._open_promotion()
         if trial is not None:
             recorded.extend(self._decide(trial))
-        self.metrics.open = {(self.model, kind): len(self.ledger.open_trials(self.model, kind))
-                             for kind in ("promotion", "watch")}
+        for kind in ("promotion", "watch"):
+            self.metrics.open[self.model, kind] = len(self.ledger.open_trials(self.model, kind))
         return recorded
 
     # -- trials -----------------------------------------------------------------------------------
@@ -295,7 +304,7 @@ class PromotionGate:
             if refusal is not None:
                 decision = GateDecision("promotion", "reject", refusal, decision.counts, decision.baseline_accuracy,
                                         decision.candidate_accuracy, decision.statistic, decision.threshold)
-        self.metrics.latest[trial.id] = (trial, decision, read.labels_without_prediction)
+        self.metrics.decided(trial, decision, read.labels_without_prediction)
         last = self.ledger.last_decision(trial.id)
         evidence = {**decision.evidence(trial.baseline_version, trial.candidate_version), "trial_id": trial.id,
                     "labelled_without_answer": read.labelled_without_answer,
@@ -335,7 +344,7 @@ class PromotionGate:
         record = self.ledger.record(trial, outcome, decision.reason, decision.pairs, evidence,
                                     changes[0].id if changes else None)
         self.ledger.close_trial(trial.id, status, decision.reason)
-        self.decisions.labels(model, trial.kind, outcome).inc()
+        self.metrics.applied(trial, outcome)
         log.info("%s: trial %d (%s, version %d against %s): %s: %s", model, trial.id, trial.kind,
                  trial.candidate_version, trial.baseline_version, outcome, decision.reason)
         if outcome == "promote":
