@@ -20,7 +20,6 @@ import urllib.parse
 import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -35,9 +34,11 @@ from driftloop.curation_service import batch_request, build_strategy, import_lab
 from driftloop.drift import DomainClassifierTest, DriftMetrics, DriftMonitor, MonitorConfig, ReferenceProfile
 from driftloop.drift.report import write_report
 from driftloop.drift_service import window_with_labels
-from driftloop.layout import snapshots_dir
+from driftloop.layout import ray_storage_dir, snapshots_dir
 from driftloop.ray_cluster import connect_ray
-from driftloop.retrain import TrainConfig, load_model, train
+from driftloop.retrain import RunSettings, prepare_training_data, train_model
+from driftloop.retrain.candidates import register_candidate
+from driftloop.retrain_service import open_registry, spec_for
 from driftloop.services import serve_metrics
 from driftloop.settings import Settings
 from driftloop.stack import LocalStack
@@ -150,39 +151,42 @@ def run_demo(settings: Settings, count: int, console: Console) -> None:
     stop.set()
     writing.join(timeout=30)
 
-    console.rule(f"7. train on snapshot {built.snapshot_id}, on Ray ({settings.ray.num_workers} workers)")
-    train_part, held_out = split_held_out(built.read())
-    data_path = settings.data_dir / "demo" / "train.npz"
-    save_training_set(*train_part, data_path)
+    console.rule(f"7. train on snapshot {built.snapshot_id}, on Ray ({settings.ray.num_workers} workers); register it")
+    snapshot = built.read()
+    held = held_out_mask(snapshot)
+    train_part, held_out = snapshot.filter(pa.array(~held)), snapshot.filter(pa.array(held))
     connect_ray(settings.ray)
-    result = train(TrainConfig(data_path=str(data_path), epochs=3), settings.ray.num_workers, settings.data_dir / "ray")
-    retrained = load_model(Path(result.checkpoint.path))
-    before, after = served_accuracy(*held_out), retrained_accuracy(retrained, *held_out)
-    console.print(f"held-out accuracy ({len(held_out[1])} labelled rows of the snapshot): served model {before:.3f}, "
-                  f"retrained {after:.3f}; checkpoint: {result.checkpoint.path}")
+    spec = spec_for(settings, MODEL).with_params(training={"epochs": 10})
+    run = RunSettings(storage_path=ray_storage_dir(settings), num_workers=settings.ray.num_workers,
+                      use_gpu=settings.ray.use_gpu, timeout_s=settings.ray.train_timeout_s)
+    trained = train_model(prepare_training_data(train_part, spec), spec, run, f"demo-{uuid.uuid4().hex[:8]}",
+                          settings.data_dir / "demo" / f"model-{uuid.uuid4().hex[:8]}")
+    registry = open_registry(settings)
+    version = register_candidate(registry, MODEL, trained, train_part, spec, snapshot_id=built.snapshot_id,
+                                 origin="demo", reason="the demo's retrain")
+    retrained = registry.load(MODEL, version.version).predictor
+    labels = np.asarray(held_out["label"].to_pylist())
+    before = served_accuracy(*features_and_labels(held_out))
+    after = float((retrained.predict(held_out) == labels).mean())
+    console.print(f"held-out accuracy ({len(labels)} labelled rows of the snapshot): served model {before:.3f}, "
+                  f"retrained {after:.3f}; registered as {MODEL} version {version.version} (challenger)")
 
 
-def split_held_out(snapshot: pa.Table, share: float = 0.2) -> tuple[tuple, tuple]:
-    """(x, y) to train on and (x, y) held out: a row is held out by a hash of its event id, the same every run."""
-    x = np.column_stack([snapshot[f"feature.{name}"].to_numpy() for name in FEATURES]).astype(np.float32)
-    y = np.asarray(snapshot["label"].to_pylist(), dtype=np.int64)
+def held_out_mask(snapshot: pa.Table, share: float = 0.2) -> np.ndarray:
+    """True for the rows held out: by a hash of the event id, the same every run."""
     buckets = np.array([int(hashlib.sha256(e.encode()).hexdigest()[:8], 16) % 100 for e in snapshot["event_id"].to_pylist()])
-    held = buckets < share * 100
-    return (x[~held], y[~held]), (x[held], y[held])
+    return buckets < share * 100
+
+
+def features_and_labels(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    x = np.column_stack([table[f"feature.{name}"].to_numpy() for name in FEATURES]).astype(np.float32)
+    return x, np.asarray(table["label"].to_pylist(), dtype=np.int64)
 
 
 def served_accuracy(x: np.ndarray, y: np.ndarray) -> float:
     """Accuracy of the model that served the traffic (the demo's logistic model) on labelled rows."""
     weights = np.random.default_rng(0).normal(size=len(FEATURES))
     return float(((x @ weights > 0).astype(np.int64) == y).mean())
-
-
-def retrained_accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
-    import torch
-
-    with torch.no_grad():
-        predicted = model(torch.as_tensor(x)).argmax(dim=1).numpy()
-    return float((predicted == y).mean())
 
 
 def show_drift(settings: Settings, store: Store, reference_start: datetime, reference_end: datetime, console: Console) -> None:
@@ -249,9 +253,3 @@ def annotated(tasks: list[dict]) -> list[dict]:
 def annotator_labels(store: Store) -> list[str]:
     labelled = store.labelled(MODEL)
     return labelled.filter(pc.equal(labelled["feedback_source"], "annotator"))["request_id"].to_pylist()
-
-
-def save_training_set(x: np.ndarray, y: np.ndarray, path: Path) -> None:
-    """Features and labels as an .npz for the trainer."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, x=x, y=y)

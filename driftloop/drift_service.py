@@ -19,7 +19,7 @@ from driftloop.drift.profile import ReferenceProfile
 from driftloop.drift.report import ReportFiles, write_report
 from driftloop.drift.sequential import make_detector
 from driftloop.drift.window import WindowDrift
-from driftloop.layout import SAMPLE_FILE, profile_dir, reports_dir
+from driftloop.layout import SAMPLE_FILE, profile_dir, registry_dir, reports_dir
 from driftloop.services import serve_metrics, stop_on_signals
 from driftloop.settings import Settings
 
@@ -44,10 +44,22 @@ def build_profile(settings: Settings, model: str, start: datetime, end: datetime
     return folder, profile
 
 
+def reference_dir(settings: Settings, model: str) -> Path:
+    """The profile to compare live traffic with: the registry champion's (what the serving model learned
+    from) when there is one, else the one `driftloop drift profile` built."""
+    from driftloop.retrain import ModelRegistry  # light: no torch, no Ray
+
+    if not (registry_dir(settings) / "registry.db").is_file():
+        return profile_dir(settings, model)
+    champion = ModelRegistry.open(registry_dir(settings)).profile_dir(model, "champion")
+    return champion if champion is not None else profile_dir(settings, model)
+
+
 def run_monitor(settings: Settings, model: str) -> None:
-    folder = profile_dir(settings, model)
+    folder = reference_dir(settings, model)
     if not (folder / "profile.json").is_file():
         raise FileNotFoundError(f"no reference profile for {model!r} in {folder}: run `driftloop drift profile --model {model}`")
+    log.info("%s: reference profile %s", model, folder)
     drift = settings.drift
     producer = durable_producer(settings.kafka_bootstrap())
     topic = settings.kafka.topic("drift-events")

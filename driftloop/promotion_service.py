@@ -32,14 +32,16 @@ def open_ledger(settings: Settings) -> GateLedger:
     return GateLedger(open_registry(settings).database)
 
 
-def build_gate(settings: Settings, model: str, metrics_registry: CollectorRegistry | None = None):
-    """The gate of one model; with `metrics_registry`, its `driftloop_gate_*` metrics registered there."""
+def build_gate(settings: Settings, model: str, metrics_registry: CollectorRegistry | None = None, metrics=None):
+    """The gate of one model, reporting to `metrics` (a GateMetrics), or to a new one registered on
+    `metrics_registry` when given."""
     from driftloop.retrain.promotion import GateMetrics, PromotionGate
 
     registry = open_registry(settings)
-    metrics = GateMetrics()
-    if metrics_registry is not None:
-        metrics_registry.register(metrics)
+    if metrics is None:
+        metrics = GateMetrics()
+        if metrics_registry is not None:
+            metrics_registry.register(metrics)
     return PromotionGate(registry, GateLedger(registry.database), Store(settings.store_dir), gate_config(settings.gate),
                          model=model, horizon=settings.label_horizon, metrics=metrics,
                          latency_rows=settings.gate.latency_rows)

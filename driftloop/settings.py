@@ -34,6 +34,9 @@ DriftMethod = Literal["auto", "evidently", "ks", "wasserstein", "psi", "jensensh
 DetectorName = Literal["adwin", "page_hinkley", "ddm", "cusum"]
 StrategyName = Literal["random", "least_confidence", "margin", "entropy", "k_center", "cluster_margin",
                        "drift_targeted"]
+# retrain.TrainingParams' fields, spelt out for the same reason (tests/test_settings.py checks them).
+TrainingParamName = Literal["epochs", "batch_size", "learning_rate", "weight_decay", "seed", "validation_share",
+                            "patience"]
 
 
 class _Part(BaseModel):
@@ -115,7 +118,8 @@ class RaySettings(_Part):
     `storage_path` is where runs keep checkpoints (default `<data_dir>/ray`); on a cluster of
     several nodes it must be storage every node shares. A retrain that has not finished after
     `train_timeout_s` is aborted with an error; `max_failures` worker-group failures are retried
-    (from the last checkpoint) before the run fails.
+    (from the last checkpoint) before the run fails. `placement_strategy` is Ray's for the workers
+    (`STRICT_SPREAD`: one worker per node).
     """
 
     address: str = ""
@@ -125,6 +129,7 @@ class RaySettings(_Part):
     storage_path: Path | None = None
     max_failures: Annotated[int, Field(ge=0)] = 0
     train_timeout_s: Annotated[float, Field(gt=0)] = 1800.0
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
 
     @field_validator("storage_path")
     @classmethod
@@ -190,6 +195,54 @@ class CurationSettings(_Part):
     deduplicated: bool = False
     snapshot_balance: Literal["none", "undersample"] = "none"
     seed: int = 0  # of the random strategies and of snapshot class balancing
+
+
+class RetrainSettings(_Part):
+    """The retrain service (`driftloop retrain serve`) and its episodes: triggers, policy, what to train.
+
+    It serves Alertmanager's webhook at `alertmanager.webhook_url`. A model trains with the spec
+    `specs[model]` (default `default_spec`), with `training` overriding the spec's training
+    parameters and `features[model]` its feature list. An episode selects `budget` inputs for
+    labelling from the last `selection_window_minutes` (default: drift.window_minutes) with
+    `strategy` (default: curation.strategy), waits until `min_new_labels` labels arrived or
+    `label_deadline_s` passed, snapshots the last `snapshot_window_hours` of labelled data (plus
+    `reference_files[model]`, the original training data), trains on Ray and registers a challenger.
+    """
+
+    default_spec: str = Field(default="mlp", min_length=1)
+    specs: dict[str, str] = Field(default_factory=dict)
+    training: dict[TrainingParamName, float] = Field(default_factory=dict)
+    features: dict[str, list[str]] = Field(default_factory=dict)
+    reference_files: dict[str, Path] = Field(default_factory=dict)
+    cooldown_s: Annotated[float, Field(ge=0)] = 3600.0
+    min_new_labels: Annotated[int, Field(ge=0)] = 100
+    label_deadline_s: Annotated[float, Field(ge=0)] = 6 * 3600.0
+    selection_window_minutes: Annotated[float, Field(gt=0)] | None = None
+    snapshot_window_hours: Annotated[float, Field(gt=0)] = 168.0
+    strategy: StrategyName | None = None
+    budget: Annotated[int, Field(ge=1)] | None = None
+    schedule_interval_s: Annotated[float, Field(gt=0)] | None = None
+    schedule_models: list[str] = Field(default_factory=list)
+    quality_floor: Annotated[float, Field(gt=0, le=1)] | None = None
+    quality_labels: Annotated[int, Field(ge=1)] = 200
+    quality_interval_s: Annotated[float, Field(gt=0)] = 300.0
+    quality_models: list[str] = Field(default_factory=list)
+    lease_s: Annotated[float, Field(gt=0)] = 60.0
+    poll_s: Annotated[float, Field(gt=0)] = 5.0
+    max_step_attempts: Annotated[int, Field(ge=1)] = 2
+
+    @field_validator("training")
+    @classmethod
+    def _whole_numbers(cls, value: dict[str, float]) -> dict[str, float]:
+        for name in ("epochs", "batch_size", "seed", "patience"):
+            if name in value and value[name] != int(value[name]):
+                raise ValueError(f"training.{name} must be a whole number, got {value[name]}")
+        return value
+
+    @field_validator("reference_files")
+    @classmethod
+    def _absolute_files(cls, value: dict[str, Path]) -> dict[str, Path]:
+        return {model: path.expanduser().resolve() for model, path in value.items()}
 
 
 class ServeSettings(_Part):
@@ -282,6 +335,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     curation: CurationSettings = Field(default_factory=CurationSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     shadow: ShadowSettings = Field(default_factory=ShadowSettings)
     gate: GateSettings = Field(default_factory=GateSettings)

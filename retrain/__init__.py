@@ -10,6 +10,7 @@ from importlib import import_module
 
 from driftloop.retrain.artifacts import ArtifactError, ArtifactStore
 from driftloop.retrain.database import MIGRATIONS, Database, SchemaTooNew
+from driftloop.retrain.dataset import DataError, TrainingData, prepare_training_data, validation_mask
 from driftloop.retrain.leases import Lease, LeaseLost, Leases
 from driftloop.retrain.preprocessing import CategoricalInput, InputError, NumericInput, Preprocessor, feature_columns
 from driftloop.retrain.registry import (
@@ -39,11 +40,13 @@ _HEAVY = {
     "ModelPredictor": "predictor",
     "load_predictor": "model_files",
     "save_model_files": "model_files",
+    "RunSettings": "training",
     "TrainConfig": "training",
-    "load_model": "training",
-    "save_model": "training",
-    "train": "training",
+    "TrainedModel": "training",
+    "TrainingFailed": "training",
+    "TrainingTimeout": "training",
     "train_func": "training",
+    "train_model": "training",
 }
 
 
@@ -63,6 +66,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactStore",
     "CategoricalInput",
+    "DataError",
     "Database",
     "EpochMetrics",
     "InputError",
@@ -77,20 +81,25 @@ __all__ = [
     "ModelVersion",
     "NumericInput",
     "Preprocessor",
+    "RunSettings",
     "SchemaTooNew",
     "SpecError",
     "StaleAlias",
     "TrainConfig",
+    "TrainedModel",
+    "TrainingData",
+    "TrainingFailed",
     "TrainingParams",
     "TrainingRecord",
+    "TrainingTimeout",
     "UnknownVersion",
     "available_specs",
     "feature_columns",
     "get_spec",
-    "load_model",
     "load_predictor",
-    "save_model",
+    "prepare_training_data",
     "save_model_files",
-    "train",
     "train_func",
+    "train_model",
+    "validation_mask",
 ]

@@ -140,6 +140,13 @@ class GateLedger:
             query, params = query + " AND kind = ?", [*params, kind]
         return [_trial(row) for row in self.database.connection().execute(query + " ORDER BY id", params)]
 
+    def episode_trial(self, episode_id: str, kind: str) -> Trial | None:
+        """The latest trial of this kind for the challenger an episode registered."""
+        row = self.database.connection().execute(
+            "SELECT * FROM gate_trials WHERE episode_id = ? AND kind = ? ORDER BY id DESC LIMIT 1",
+            (episode_id, kind)).fetchone()
+        return None if row is None else _trial(row)
+
     def trials(self, model: str, limit: int = 50) -> list[Trial]:
         rows = self.database.connection().execute(
             "SELECT * FROM gate_trials WHERE model = ? ORDER BY id DESC LIMIT ?", (model, limit))

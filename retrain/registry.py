@@ -87,13 +87,15 @@ class TrainingRecord:
     epochs: tuple[EpochMetrics, ...] = ()
     best_epoch: int | None = None
     stopped_early: bool = False
+    nodes: tuple[str, ...] = ()  # the Ray node of each worker, by rank
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "epochs": [asdict(e) for e in self.epochs]}
+        return {**asdict(self), "epochs": [asdict(e) for e in self.epochs], "nodes": list(self.nodes)}
 
     @classmethod
     def from_dict(cls, document: Mapping) -> TrainingRecord:
-        return cls(**{**document, "epochs": tuple(EpochMetrics(**e) for e in document.get("epochs", ()))})
+        return cls(**{**document, "epochs": tuple(EpochMetrics(**e) for e in document.get("epochs", ())),
+                      "nodes": tuple(document.get("nodes", ()))})
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import numpy as np
 import pytest
 from events import produce, wait_until
-from models import FEATURES, feedback_event, prediction_event, register, world
 from prometheus_client import CollectorRegistry
 from test_shadow import Writing
+from world import FEATURES, feedback_event, prediction_event, register, world
 
 from driftloop.collector import Store
 from driftloop.retrain import ModelRegistry
 from driftloop.retrain.decisions import GateLedger
+from driftloop.retrain.episodes import EpisodeStore, Step
 from driftloop.retrain.gate import GateConfig
+from driftloop.retrain.gating import GateSteps
 from driftloop.retrain.promotion import GateMetrics, PromotionGate
 
 HORIZON = timedelta(days=1)
@@ -27,8 +30,10 @@ def versions(registry: ModelRegistry, tmp_path, model: str):
     register(registry, tmp_path, features, labels, model=model, seed=1, alias="challenger", reason="episode ep-x")
 
 
-def log_pairs(kafka, settings, model: str, rows: int, champion: float, fixes: float, breaks: float, seed: int):
-    """Champion predictions, challenger shadow answers and labels of `rows` requests, through Kafka."""
+def log_pairs(kafka, settings, model: str, rows: int, champion: float, fixes: float, breaks: float, seed: int,
+              live: int = 1, shadowed: int = 2):
+    """Predictions of version `live` (right `champion` of the time), shadow answers of version `shadowed`
+    (fixing `fixes` and breaking `breaks` of them) and labels of `rows` requests, through Kafka."""
     rng = np.random.default_rng(seed)
     features, _ = world(rows, "a", seed)
     truth = rng.choice(["0", "1"], size=rows).tolist()
@@ -40,8 +45,9 @@ def log_pairs(kafka, settings, model: str, rows: int, champion: float, fixes: fl
         request = f"{model}-{seed}-{i}"
         row = {name: float(features[name][i]) for name in FEATURES}
         wrong = "1" if truth[i] == "0" else "0"
-        predictions.append(prediction_event(request, row, truth[i] if champion_right[i] else wrong, 1, model=model))
-        shadow.append(prediction_event(request, row, truth[i] if challenger_right[i] else wrong, 2, model=model))
+        predictions.append(prediction_event(request, row, truth[i] if champion_right[i] else wrong, live, model=model))
+        shadow.append(prediction_event(request, row, truth[i] if challenger_right[i] else wrong, shadowed,
+                                       model=model))
         labels.append(feedback_event(request, truth[i]))
     produce(kafka, settings.topic("predictions"), predictions)
     produce(kafka, settings.topic("shadow"), shadow)
@@ -133,3 +139,52 @@ def test_aliases_moved_by_hand_supersede_the_open_trial(data_dir, tmp_path):
     assert gate.step() == []
     [trial] = GateLedger(registry.database).trials("churn")
     assert trial.status == "superseded" and registry.aliases("churn") == {"champion": 2, "previous": 1}
+
+
+def test_an_episode_ends_with_the_gates_decisions_promoted_then_rolled_back(kafka, kafka_settings, data_dir, tmp_path):
+    registry = ModelRegistry.open(data_dir / "registry")
+    episodes = EpisodeStore(registry.database)
+    with registry.database.transaction() as db:
+        episode = episodes.create_episode(db, "churn", "manual", Step.SNAPSHOTTING)
+    for before, after in ((Step.SNAPSHOTTING, Step.TRAINING), (Step.TRAINING, Step.REGISTERING)):
+        episodes.advance(episode.id, before, after)
+    features, labels = world(200, "a", seed=0)
+    register(registry, tmp_path, features, labels, alias="champion", reason="first champion")
+    challenger = registry.register(  # what the episode's registering step does, with its episode id
+        "churn", _folder(tmp_path, features, labels), spec=registry.get("churn", 1).spec, features=FEATURES,
+        classes=["0", "1"], training=registry.get("churn", 1).training, metrics={}, origin="episode",
+        episode_id=episode.id, alias="challenger", reason=f"episode {episode.id}")
+    episodes.advance(episode.id, Step.REGISTERING, Step.SHADOWING, {"version": challenger.version})
+    gate = gate_for(registry, data_dir, "churn")
+    steps = GateSteps(episodes, registry, GateLedger(registry.database), lambda model: gate, poll_s=0.5)
+    store = Store(data_dir / "store")
+    stop = threading.Event()
+    with Writing(kafka, kafka_settings, data_dir):
+        log_pairs(kafka, kafka_settings, "churn", 400, champion=0.7, fixes=0.2, breaks=0.02, seed=3)
+        assert wait_until(lambda: store.shadow("churn").num_rows == 400 and store.labelled(
+            "churn", horizon=HORIZON).num_rows == 400, timeout_s=120)
+        watching = steps.shadowing(episodes.get(episode.id), stop)
+        assert watching.step == Step.WATCHING and watching.state["promotion_outcome"] == "promoted"
+        assert registry.aliases("churn") == {"champion": 2, "previous": 1}
+        # Then the world turns: the new champion (2) is right far less often than the previous one (1).
+        log_pairs(kafka, kafka_settings, "churn", 400, champion=0.6, fixes=0.3, breaks=0.02, seed=4, live=2,
+                  shadowed=1)
+        assert wait_until(lambda: store.shadow("churn", version="1").num_rows == 400, timeout_s=120)
+        ended = steps.watching(watching, stop)
+    assert (ended.step, ended.outcome) == (Step.ROLLED_BACK, "rolled_back"), ended.reason
+    assert registry.alias("churn", "champion") == 1
+    back = registry.history("churn", "champion")[-1]
+    assert (back.from_version, back.to_version, back.actor) == (2, 1, "gate")
+    assert back.evidence["trial"] == "watch" and back.evidence["previous"]["accuracy"] > back.evidence["champion"][
+        "accuracy"]
+    assert [to for _, to, _, _ in episodes.steps(episode.id)][-3:] == ["shadowing", "watching", "rolled_back"]
+
+
+def _folder(tmp_path, features, labels):
+    from world import train
+
+    from driftloop.retrain import save_model_files
+
+    state, preprocessor, classes, spec = train(features, labels, seed=5)
+    return save_model_files(tmp_path / "episode-model", state, spec.name, spec.module_params, preprocessor.width,
+                            classes, preprocessor)

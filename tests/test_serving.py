@@ -10,8 +10,8 @@ import pytest
 from events import run_cli, wait_until
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
-from models import FEATURES, register, world
 from prometheus_client import CollectorRegistry
+from world import FEATURES, register, world
 
 from driftloop.collector import EventLogger
 from driftloop.retrain import ModelRegistry

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from events import group_caught_up, produce, wait_until
 from kafka import KafkaConsumer, TopicPartition
-from models import FEATURES, prediction_event, register, world
 from prometheus_client import CollectorRegistry
+from world import FEATURES, prediction_event, register, world
 
 from driftloop.collector import Store, StoreWriter, StoreWriterConfig
 from driftloop.retrain import ModelRegistry

@@ -149,3 +149,12 @@ def test_a_feature_the_model_needs_but_the_data_lacks_is_named():
         prep.transform(pa.table({"feature.age": [1.0]}))
     with pytest.raises(InputError, match="'income': needed by the model"):
         Preprocessor.fit({"age": [1.0]}, features=["age", "income"])
+
+
+def test_the_training_settings_name_exactly_the_training_parameters():
+    from dataclasses import fields
+    from typing import get_args
+
+    from driftloop.settings import TrainingParamName
+
+    assert set(get_args(TrainingParamName)) == {f.name for f in fields(TrainingParams)}

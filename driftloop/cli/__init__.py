@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from driftloop.cli import collect, curate, drift, gate, root, serve, shadow, stack
+from driftloop.cli import collect, curate, drift, gate, models, retrain, root, serve, shadow, stack
 from driftloop.cli.common import CommandError, loaded
 from driftloop.settings import SettingsError
 
@@ -33,6 +33,8 @@ app.add_typer(collect.api_app, name="api")
 app.add_typer(collect.store_app, name="store")
 app.add_typer(drift.app, name="drift")
 app.add_typer(curate.app, name="curate")
+app.add_typer(models.app, name="models")
+app.add_typer(retrain.app, name="retrain")
 app.command("serve")(serve.serve)
 app.add_typer(shadow.app, name="shadow")
 app.add_typer(gate.app, name="gate")
