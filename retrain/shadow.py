@@ -141,7 +141,7 @@ class ShadowScorer:
         self._seen_change = -1
         self._wanted: set[int] = set()
         self._counted: dict[int, int] = {}
-        self._failed: list[Exception] = []
+        self._sent: list = []  # this batch's send futures, checked after the flush
         self._next_refresh = 0.0
         self._sought: set[TopicPartition] = set()
         self._partitions_out: list[int] | None = None
@@ -193,12 +193,12 @@ class ShadowScorer:
             self._update_lag()
             return 0
         began = time.perf_counter()
-        self._counted, self._failed = {}, []
+        self._counted, self._sent = {}, []
         scored = sum(self._score(partition, records) for partition, records in polled.items())
         self.producer.flush(timeout=self.config.ack_timeout_s)  # every shadow event acknowledged before the commit
-        if self._failed:
-            log.error("%d shadow events not acknowledged (%s); scoring the batch again", len(self._failed),
-                      self._failed[0])
+        failed = [future.exception for future in self._sent if future.failed()]
+        if failed:
+            log.error("%d shadow events not acknowledged (%s); scoring the batch again", len(failed), failed[0])
             for partition, records in polled.items():
                 self.consumer.seek(partition, records[0].offset)
             time.sleep(1.0)
@@ -362,8 +362,8 @@ class ShadowScorer:
                 shadow["model_version"] = text_version
                 shadow["output"] = {"label": label, "probabilities": dict(zip(classes, row, strict=True))}
                 shadow["latency_ms"] = per_row_ms
-                self.producer.send(topic, key=document["request_id"].encode(), value=orjson.dumps(shadow),
-                                   partition=out_partition).add_errback(self._failed.append)
+                self._sent.append(self.producer.send(topic, key=document["request_id"].encode(),
+                                                     value=orjson.dumps(shadow), partition=out_partition))
             self._counted[version] = self._counted.get(version, 0) + len(documents)
         return len(documents) * len(self.subjects)
 
