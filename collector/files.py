@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
-STORE_DIRS = {"prediction": "predictions", "feedback": "feedback"}
+STORE_DIRS = {"prediction": "predictions", "feedback": "feedback", "shadow": "shadow"}
 PENDING_DIR = "_pending"
 MODEL_FOLDER_CHARS = 200
 # Errors of the machine, not of a record: retried (the batch is not committed), never dead-lettered.

@@ -115,9 +115,9 @@ class Store:
     def _hour_folders(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[tuple[str, str]]:
         """(folder, "date=…/hour=…") of each hour folder whose hour overlaps [start, end], oldest first."""
         root = str(self.store_dir / STORE_DIRS[kind])
-        if kind == "prediction":
+        if kind in ("prediction", "shadow"):
             if model is None:
-                raise ValueError("predictions are read per model: name the model")
+                raise ValueError(f"{STORE_DIRS[kind]} are read per model: name the model")
             root = os.path.join(root, f"model={model_folder(model)}")
         first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         first_day, last_day = _day(first), _day(end.astimezone(UTC))
@@ -157,16 +157,33 @@ class Store:
 
     def predictions(self, model: str, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
         """Predictions of `model` with timestamps in [start, end), oldest first, each event once."""
+        return self._model_events("prediction", model, start, end)
+
+    def shadow(self, model: str, start: datetime | None = None, end: datetime | None = None,
+               version: str | None = None) -> pa.Table:
+        """Challengers' answers to `model`'s traffic (the shadow view), of one `version` if given, oldest first.
+
+        A shadow event is a prediction event: the request id and the time of the prediction it
+        shadows, the challenger's version and output.
+        """
+        return self._model_events("shadow", model, start, end, version)
+
+    def _model_events(self, kind: str, model: str, start: datetime | None, end: datetime | None,
+                      version: str | None = None) -> pa.Table:
+        """Events of `kind` (prediction or shadow) of `model` in [start, end), oldest first, each event once."""
         start, end = _window(start, end)
-        scan = self._scan("prediction", model, start, end)
+        scan = self._scan(kind, model, start, end)
         if scan is None:
             return BASE_COLUMNS.empty_table()
+        where_version = "" if version is None else "AND model_version = ?"
         return self._query(
             f"""SELECT * EXCLUDE (model, date, hour) FROM {scan}
                 WHERE model = ? AND model_name = ? AND date >= ? AND date <= ? AND timestamp >= ? AND timestamp < ?
+                {where_version}
                 {FIRST_OF_EACH_EVENT}
                 ORDER BY timestamp, event_id""",
-            [urllib.parse.unquote(model_folder(model)), model, _day(start), _day(end), start, end],
+            [urllib.parse.unquote(model_folder(model)), model, _day(start), _day(end), start, end,
+             *([] if version is None else [str(version)])],
         )
 
     def feedback(self, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
@@ -298,8 +315,8 @@ class Store:
     def sql(self, query: str) -> pa.Table:
         """Run one read-only SQL query over the store's views (for `driftloop store query`).
 
-        `predictions` and `feedback` hold each event once (the first-written copy), as every
-        reader sees them; `predictions_records` and `feedback_records` hold every stored Kafka
+        `predictions`, `feedback` and `shadow` hold each event once (the first-written copy), as
+        every reader sees them; `predictions_records` (and so on) hold every stored Kafka
         record, duplicates included. Only SELECT (and EXPLAIN) statements run, and DuckDB may
         read no file outside the store: `read_text('/etc/passwd')` and `COPY ... TO` are refused.
         """
@@ -312,7 +329,7 @@ class Store:
     def _sandboxed(self, query: str) -> pa.Table:
         with duckdb.connect() as connection:
             connection.execute("SET TimeZone = 'UTC'")
-            for kind, view in (("prediction", "predictions"), ("feedback", "feedback")):
+            for kind, view in (("prediction", "predictions"), ("feedback", "feedback"), ("shadow", "shadow")):
                 scan = self._scan(kind)
                 if scan is not None:
                     connection.execute(f"CREATE VIEW {view}_records AS SELECT * FROM {scan}")

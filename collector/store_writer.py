@@ -1,4 +1,4 @@
-"""The consumer that writes `predictions` and `feedback` into the Parquet store, exactly once.
+"""The consumer that writes `predictions`, `feedback` and `shadow` into the Parquet store, exactly once.
 
 Kafka delivers at least once; the store holds each record once because:
 - a file is named by topic, partition and the offset range it holds, written
@@ -11,7 +11,8 @@ Kafka delivers at least once; the store holds each record once because:
   and the replay writes them again. Recovery reads a partition's few markers,
   never the whole store.
 
-Layout and compaction: `collector.files`.
+Layout and compaction: `collector.files` (`shadow` holds challengers' answers: prediction events,
+laid out as predictions are).
 
 No record stops the consumer. Whatever a value holds (not JSON, a JSON null, a
 tombstone, a huge or deeply nested document, a bad field, a time or model the
@@ -73,6 +74,8 @@ __all__ = ["STORE_DIRS", "StoreWriter", "StoreWriterConfig", "write_durably"]
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE_S = 1.0
+# The schema each kind of stored event follows: a shadow event is a prediction (of a challenger).
+SCHEMA_OF = {"prediction": "prediction", "feedback": "feedback", "shadow": "prediction"}
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ class StoreWriter:
     def __init__(self, config: StoreWriterConfig, registry: CollectorRegistry, in_flight: int = 2) -> None:
         self.config = config
         self.metrics = StoreWriterMetrics(registry)
-        self.kinds = {config.topics.predictions: "prediction", config.topics.feedback: "feedback"}
+        self.kinds = {config.topics.predictions: "prediction", config.topics.feedback: "feedback",
+                      config.topics.shadow: "shadow"}
         self.index = PendingIndex(config.store_dir)
         self.buffers: dict[TopicPartition, list] = defaultdict(list)
         self.oldest: dict[TopicPartition, float] = {}
@@ -324,7 +328,7 @@ class StoreWriter:
         began = time.perf_counter()
         kind = self.kinds[partition.topic]
         parsed = parse_batch(
-            kind, [r.value for r in records], partition.partition, [r.offset for r in records],
+            SCHEMA_OF[kind], [r.value for r in records], partition.partition, [r.offset for r in records],
             [r.timestamp for r in records], self.config.policy,
         )
         rejected = list(parsed.rejected)
@@ -438,7 +442,7 @@ class _FinishRevoked(ConsumerRebalanceListener):
 def _by_store_folder(kind: str, table: pa.Table):
     """(relative folder, rows) per model and hour of the events' own timestamps."""
     hours = pc.floor_temporal(table["timestamp"], unit="hour")
-    models = pc.unique(table["model_name"]).to_pylist() if kind == "prediction" else [None]
+    models = pc.unique(table["model_name"]).to_pylist() if SCHEMA_OF[kind] == "prediction" else [None]
     for hour in pc.unique(hours).to_pylist():
         in_hour = pc.equal(hours, pa.scalar(hour, hours.type))
         folder = hour.strftime("date=%Y-%m-%d/hour=%H")

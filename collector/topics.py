@@ -27,5 +27,9 @@ class Topics:
         return self.name("feedback")
 
     @property
+    def shadow(self) -> str:
+        return self.name("shadow")
+
+    @property
     def dlq(self) -> str:
         return self.name("dlq")

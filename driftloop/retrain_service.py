@@ -72,8 +72,14 @@ def webhook_address(settings: Settings) -> tuple[str, int, str]:
 class RetrainService:
     """Triggers, decisions and episodes for every model; one instance per process."""
 
-    def __init__(self, settings: Settings, metrics: RetrainMetrics | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: RetrainMetrics | None = None, gate_metrics=None,
+                 hand_over_to_gate: bool = False) -> None:
+        """`gate_metrics`: the GateMetrics the episodes' gates report to; `hand_over_to_gate`: an episode that
+        reaches the gate's steps is left there after one round (for `retrain run` in the foreground)."""
         self.settings = settings
+        self.gate_metrics = gate_metrics
+        self.hand_over_to_gate = hand_over_to_gate
+        self._gates: dict = {}
         self.registry = open_registry(settings)
         self.database: Database = self.registry.database
         self.episodes = EpisodeStore(self.database)
@@ -287,7 +293,23 @@ class RetrainService:
             select=self._select, snapshot=self._snapshot,
             load_snapshot=lambda snapshot_id: load_snapshot(snapshots_dir(settings), snapshot_id),
             train=self._train, register=self._register, workdir=settings.data_dir / "retrain",
+            more_steps=self._gate_steps(),
         )
+
+    def _gate_steps(self) -> dict:
+        """The episode's steps after registering: shadowing and watching, decided by the promotion gate."""
+        from driftloop.retrain.decisions import GateLedger
+        from driftloop.retrain.gating import GateSteps
+
+        return GateSteps(self.episodes, self.registry, GateLedger(self.database), self._gate_for,
+                         poll_s=self.settings.gate.check_interval_s, hand_over=self.hand_over_to_gate).steps()
+
+    def _gate_for(self, model: str):
+        if model not in self._gates:
+            from driftloop.promotion_service import build_gate
+
+            self._gates[model] = build_gate(self.settings, model, metrics=self.gate_metrics)
+        return self._gates[model]
 
     def _select(self, episode: Episode) -> str | None:
         settings, retrain = self.settings, self.settings.retrain
@@ -436,8 +458,12 @@ def run_retrain_service(settings: Settings) -> None:
     from driftloop.services import announce_to_prometheus
 
     host, port, path = webhook_address(settings)
+    from driftloop.retrain.promotion import GateMetrics
+
     registry = CollectorRegistry()
-    service = RetrainService(settings, RetrainMetrics(registry))
+    gate_metrics = GateMetrics()
+    registry.register(gate_metrics)
+    service = RetrainService(settings, RetrainMetrics(registry), gate_metrics)
     app = create_app(service, registry, path)
     stop = threading.Event()
     looping = threading.Thread(target=service.loop, args=(stop,), daemon=True, name="retrain-loop")
@@ -454,7 +480,7 @@ def run_retrain_service(settings: Settings) -> None:
 
 def run_manual(settings: Settings, model: str, select: bool = False) -> Episode:
     """`driftloop retrain run --model M`: a manual trigger and, when it starts an episode, that episode here."""
-    service = RetrainService(settings)
+    service = RetrainService(settings, hand_over_to_gate=True)
     decision, episode = service.trigger(model, "manual", detail={"select": select},
                                         start=Step.SELECTING if select else None)
     if episode is None:

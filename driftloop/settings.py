@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -275,6 +275,70 @@ class RetrainSettings(_Part):
         return {model: path.expanduser().resolve() for model, path in value.items()}
 
 
+class ServeSettings(_Part):
+    """The model server (`driftloop serve --model M`).
+
+    Predictions are logged through an EventLogger whose buffer holds `log_buffer_events`
+    unacknowledged events; beyond that (Kafka away) logs are dropped and counted, never the
+    prediction. The server polls the registry every `reload_interval_s` for a new champion.
+    """
+
+    host: str = "127.0.0.1"
+    port: Port = 18081
+    reload_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    log_buffer_events: Annotated[int, Field(ge=1)] = 100_000
+    torch_threads: Annotated[int, Field(ge=1)] = 1
+
+
+class ShadowSettings(_Part):
+    """The shadow scorer (`driftloop shadow run --model M`).
+
+    Its consumer group is `driftloop-shadow-<model>` unless `group_id` says otherwise; a group
+    with no committed offsets starts at `start_from`.
+    """
+
+    group_id: str = ""
+    poll_records: Annotated[int, Field(ge=1)] = 10_000
+    refresh_s: Annotated[float, Field(gt=0)] = 2.0
+    start_from: Literal["earliest", "latest"] = "latest"
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    torch_threads: Annotated[int, Field(ge=1)] = 1
+
+
+class GateSettings(_Part):
+    """The promotion gate (`driftloop gate run --model M`, and the retrain episode's gate step).
+
+    A challenger is promoted when the always-valid test shows it more than `margin` more accurate
+    than the champion at level `alpha`, on at least `min_pairs` labelled pairs, and no guardrail
+    fails; it is rejected when that is not shown within `max_pairs` pairs or `deadline_hours`.
+    After a promotion, the watch compares the new champion with the previous one for up to
+    `watch_pairs` pairs or `watch_hours`, and rolls back when it is shown worse by the margin.
+    """
+
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    margin: Annotated[float, Field(ge=0, lt=0.5)] = 0.0
+    min_pairs: Annotated[int, Field(ge=1)] = 100
+    max_pairs: Annotated[int, Field(ge=1)] = 10_000
+    deadline_hours: Annotated[float, Field(gt=0)] = 72.0
+    latency_p99_factor: Annotated[float, Field(ge=1)] = 1.5
+    max_recall_drop: Annotated[float, Field(ge=0, le=1)] = 0.05
+    min_class_pairs: Annotated[int, Field(ge=1)] = 30
+    futility: bool = True
+    watch_pairs: Annotated[int, Field(ge=1)] = 2_000
+    watch_hours: Annotated[float, Field(gt=0)] = 24.0
+    check_interval_s: Annotated[float, Field(gt=0)] = 30.0
+    latency_rows: Annotated[int, Field(ge=1)] = 200
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+
+    @model_validator(mode="after")
+    def _pairs_in_order(self) -> GateSettings:
+        for name in ("max_pairs", "watch_pairs"):
+            if getattr(self, name) < self.min_pairs:
+                raise ValueError(f"gate.{name} ({getattr(self, name)}) must be at least gate.min_pairs "
+                                 f"({self.min_pairs})")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything driftloop can be told. See docs/configuration.md."""
 
@@ -303,6 +367,9 @@ class Settings(BaseSettings):
     drift: DriftSettings = Field(default_factory=DriftSettings)
     curation: CurationSettings = Field(default_factory=CurationSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
 
     # Set only while load_settings() builds an instance: the TOML file to read beneath the environment.
     _config_file: ClassVar[Path | None] = None

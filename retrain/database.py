@@ -120,6 +120,54 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX triggers_by_model ON triggers (model, id);
     """,
+    # 3: the promotion gate (retrain/decisions.py): trials, their append-only decisions, the shadow scorer's status.
+    """
+    CREATE TABLE gate_trials (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        model TEXT NOT NULL,
+        kind TEXT NOT NULL,                -- promotion (challenger vs champion) or watch (new champion vs previous)
+        candidate_version INTEGER NOT NULL,
+        baseline_version INTEGER,
+        episode_id TEXT,
+        started_at TEXT NOT NULL,          -- pairs count from predictions made at or after this time
+        deadline_at TEXT NOT NULL,
+        status TEXT NOT NULL,              -- open, promoted, rejected, kept, rolled_back, superseded
+        reason TEXT NOT NULL DEFAULT '',
+        closed_at TEXT
+    );
+    CREATE UNIQUE INDEX gate_trials_one_open ON gate_trials (model, kind) WHERE status = 'open';
+    CREATE INDEX gate_trials_by_model ON gate_trials (model, id);
+    CREATE TABLE gate_decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        trial_id INTEGER NOT NULL REFERENCES gate_trials (id),
+        model TEXT NOT NULL,
+        decided_at TEXT NOT NULL,
+        outcome TEXT NOT NULL,             -- continue, promote, reject, keep, rollback
+        reason TEXT NOT NULL,
+        pairs INTEGER NOT NULL,
+        evidence TEXT NOT NULL,            -- JSON: counts, accuracies, statistic, threshold, guardrails
+        alias_change_id INTEGER            -- the alias history entry the decision made, if it moved an alias
+    );
+    CREATE INDEX gate_decisions_by_trial ON gate_decisions (trial_id, id);
+    CREATE TRIGGER gate_decisions_no_update BEFORE UPDATE ON gate_decisions
+        BEGIN SELECT RAISE(ABORT, 'gate decisions are append-only'); END;
+    CREATE TRIGGER gate_decisions_no_delete BEFORE DELETE ON gate_decisions
+        BEGIN SELECT RAISE(ABORT, 'gate decisions are append-only'); END;
+    CREATE TABLE shadow_status (
+        model TEXT PRIMARY KEY,
+        state TEXT NOT NULL,               -- waiting, scoring, refused
+        versions TEXT NOT NULL DEFAULT '[]',
+        reason TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE shadow_refusals (
+        model TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        refused_at TEXT NOT NULL,
+        PRIMARY KEY (model, version)
+    );
+    """,
 ]
 
 

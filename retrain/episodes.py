@@ -1,19 +1,27 @@
 """Retrain episodes as a persisted state machine, and the triggers that start them.
 
-An episode is one retrain of one model, from the trigger to a registered challenger (the
-promotion gate, a later part, carries it on from there). Its steps are `Step`, the allowed
-moves are the one table `TRANSITIONS`, and every move is one transaction that checks the step
-it leaves (a compare-and-swap), appends to `episode_steps`, and stores what the step produced
-in the episode's `state`. A step is idempotent: a service killed in the middle of one finds
-the episode in that step when it starts again, and runs the step again (counting `attempts`),
-or closes the episode; it never starts a second episode for the same trigger and never
-registers twice (the registry keeps one version per episode).
+An episode is one retrain of one model, from the trigger to the promotion gate's last word on
+its challenger. Its steps are `Step`, the allowed moves are the one table `TRANSITIONS`, and
+every move is one transaction that checks the step it leaves (a compare-and-swap), appends to
+`episode_steps`, and stores what the step produced in the episode's `state`. A step is
+idempotent: a service killed in the middle of one finds the episode in that step when it starts
+again, and runs the step again (counting `attempts`; the waiting steps do not count), or closes
+the episode; it never starts a second episode for the same trigger and never registers twice
+(the registry keeps one version per episode).
 
-    selecting ──▶ labelling ──▶ snapshotting ──▶ training ──▶ registering ──▶ registered
-        └────────────┴──────────────┴──────────────┴─────────────┴──────────▶ failed
+    selecting ──▶ labelling ──▶ snapshotting ──▶ training ──▶ registering ──▶ shadowing ──▶ watching ──▶ kept
+        │             │              │              │             │  │            │            ├──────▶ rolled_back
+        │             │              │              │             │  │            └──▶ rejected └──────▶ superseded
+        │             │              │              │             │  └──▶ registered (no champion to gate against)
+        └─────────────┴──────────────┴──────────────┴─────────────┴──────▶ failed  (from every step that runs)
 
 An episode starts in `selecting` (an alert or a quality floor: labels are asked for first) or
-in `snapshotting` (a schedule or a person: the labels are there already).
+in `snapshotting` (a schedule or a person: the labels are there already). In `shadowing` the
+challenger answers the champion's traffic in shadow and the promotion gate decides (promoted:
+`watching`; or `rejected`); in `watching` the gate compares the new champion with the previous
+one and rolls it back if it is worse (`rolled_back`) or keeps it (`kept`). An alias moved by hand
+meanwhile ends the episode `superseded`. Without a champion there is nothing to gate against:
+the episode ends `registered`, and the first champion is promoted by hand.
 
 Every trigger is recorded with its decision (`DECISIONS`), whether or not it started anything.
 """
@@ -35,6 +43,7 @@ __all__ = [
     "INITIAL_STEPS",
     "SOURCES",
     "TRANSITIONS",
+    "WAITING_STEPS",
     "Episode",
     "EpisodeStore",
     "IllegalTransition",
@@ -53,22 +62,35 @@ class Step(StrEnum):
     SNAPSHOTTING = "snapshotting"  # the training set, versioned by content
     TRAINING = "training"          # the Ray Train run
     REGISTERING = "registering"    # profile, artifact, version, challenger alias
-    REGISTERED = "registered"      # done here; the shadow stage takes over (a later part)
+    REGISTERED = "registered"      # registered as challenger with no champion to gate against: done
+    SHADOWING = "shadowing"        # scored in shadow; the promotion gate decides (retrain/gating.py)
+    WATCHING = "watching"          # promoted; the gate watches it against the previous champion
+    REJECTED = "rejected"          # the gate rejected the challenger
+    KEPT = "kept"                  # promoted, and the watch ended without a rollback
+    ROLLED_BACK = "rolled_back"    # promoted, then rolled back by the watch
+    SUPERSEDED = "superseded"      # the aliases were moved by hand during the gate or the watch
     FAILED = "failed"
 
 
 # Where each step may go. A step with no way out ends the episode; its name is the outcome.
-# The shadow/gate stage extends this table (REGISTERED -> SHADOWING -> ...), nothing else.
 TRANSITIONS: dict[Step, frozenset[Step]] = {
     Step.SELECTING: frozenset({Step.LABELLING, Step.FAILED}),
     Step.LABELLING: frozenset({Step.SNAPSHOTTING, Step.FAILED}),
     Step.SNAPSHOTTING: frozenset({Step.TRAINING, Step.FAILED}),
     Step.TRAINING: frozenset({Step.REGISTERING, Step.FAILED}),
-    Step.REGISTERING: frozenset({Step.REGISTERED, Step.FAILED}),
+    Step.REGISTERING: frozenset({Step.SHADOWING, Step.REGISTERED, Step.FAILED}),
+    Step.SHADOWING: frozenset({Step.WATCHING, Step.REJECTED, Step.SUPERSEDED, Step.FAILED}),
+    Step.WATCHING: frozenset({Step.KEPT, Step.ROLLED_BACK, Step.SUPERSEDED, Step.FAILED}),
     Step.REGISTERED: frozenset(),
+    Step.REJECTED: frozenset(),
+    Step.KEPT: frozenset(),
+    Step.ROLLED_BACK: frozenset(),
+    Step.SUPERSEDED: frozenset(),
     Step.FAILED: frozenset(),
 }
 INITIAL_STEPS = frozenset({Step.SELECTING, Step.SNAPSHOTTING})
+# Steps that wait on the world (labels, the gate) and cost nothing to resume: their starts are not counted.
+WAITING_STEPS = frozenset({Step.LABELLING, Step.SHADOWING, Step.WATCHING})
 
 
 def is_terminal(step: Step) -> bool:

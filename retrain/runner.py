@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from driftloop.collector.store import Store
 from driftloop.curation.snapshot import Snapshot
 from driftloop.retrain.dataset import DataError, prepare_training_data
-from driftloop.retrain.episodes import Episode, EpisodeStore, Step, StepConflict, is_terminal
+from driftloop.retrain.episodes import WAITING_STEPS, Episode, EpisodeStore, Step, StepConflict, is_terminal
 from driftloop.retrain.registry import ModelRegistry, TrainingRecord
 from driftloop.retrain.specs import ModelSpec, SpecError
 
@@ -70,6 +70,7 @@ class EpisodeRunner:
         register: Callable,
         workdir: Path,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        more_steps: Mapping[Step, Callable[[Episode, threading.Event], Episode]] | None = None,
     ) -> None:
         self.config = config
         self.episodes = episodes
@@ -83,6 +84,7 @@ class EpisodeRunner:
         self.register = register
         self.workdir = Path(workdir)
         self.clock = clock
+        self.more_steps = dict(more_steps or {})  # the steps after registering: the promotion gate's (gating.py)
 
     def run(self, episode_id: str, stop: threading.Event | None = None) -> Episode:
         """Run the episode's steps until it ends, or `stop` is set (it then stays where it is)."""
@@ -98,13 +100,16 @@ class EpisodeRunner:
     def step(self, episode: Episode, stop: threading.Event) -> Episode:
         """Run the episode's current step once; the episode after it (maybe unmoved if `stop` came)."""
         step = episode.step
-        if step != Step.LABELLING:  # waiting for labels costs nothing to resume; the other steps count their starts
+        if step not in WAITING_STEPS:  # waiting costs nothing to resume; the other steps count their starts
             attempts = self.episodes.begin_attempt(episode.id, step)
             if attempts > self.config.max_step_attempts:
                 return self.episodes.fail(episode.id, step, f"{step}: interrupted {attempts - 1} times; not retried again")
             episode = self.episodes.get(episode.id)  # with its attempts counted
         try:
-            return getattr(self, f"_{step}")(episode, stop)
+            handler = getattr(self, f"_{step}", None) or self.more_steps.get(step)
+            if handler is None:
+                raise RuntimeError(f"this process cannot run the step {step}: nothing handles it here")
+            return handler(episode, stop)
         except StepConflict:
             raise
         except Exception as error:  # noqa: BLE001 - any failure ends this episode, never the service
@@ -178,8 +183,11 @@ class EpisodeRunner:
             )
             table = self.load_snapshot(state["snapshot_id"]).read()
             existing = self.register(episode, trained, table, self.spec_for(episode.model))
-        done = self.episodes.advance(episode.id, Step.REGISTERING, Step.REGISTERED, {"version": existing.version},
-                                     note=f"registered version {existing.version} as challenger")
+        gated = Step.SHADOWING in self.more_steps and self.registry.alias(episode.model, "champion") is not None
+        note = f"registered version {existing.version} as challenger" + (
+            "; the promotion gate decides" if gated else "; no champion to gate against: promote one by hand")
+        done = self.episodes.advance(episode.id, Step.REGISTERING, Step.SHADOWING if gated else Step.REGISTERED,
+                                     {"version": existing.version}, note=note)
         shutil.rmtree(self.workdir / episode.id, ignore_errors=True)  # the registry holds its own copy now
         return done
 

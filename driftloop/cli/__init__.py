@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from driftloop.cli import collect, curate, drift, models, retrain, root, stack
+from driftloop.cli import collect, curate, drift, gate, models, retrain, root, serve, shadow, stack
 from driftloop.cli.common import CommandError, loaded
 from driftloop.settings import SettingsError
 
@@ -35,6 +35,9 @@ app.add_typer(drift.app, name="drift")
 app.add_typer(curate.app, name="curate")
 app.add_typer(models.app, name="models")
 app.add_typer(retrain.app, name="retrain")
+app.command("serve")(serve.serve)
+app.add_typer(shadow.app, name="shadow")
+app.add_typer(gate.app, name="gate")
 app.command("config")(root.show_config)
 app.command("demo")(root.demo)
 

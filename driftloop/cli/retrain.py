@@ -45,6 +45,10 @@ def run(
         console.print(f"episode {episode.id}: registered {model} version {episode.state['version']} as challenger "
                       f"(validation accuracy {episode.state['metrics']['val_accuracy']:.3f}, snapshot "
                       f"{episode.state['snapshot_id']})")
+    elif episode.step == "shadowing":
+        console.print(f"episode {episode.id}: registered {model} version {episode.state['version']} as challenger; "
+                      f"the promotion gate decides on labelled traffic (`driftloop retrain serve` carries the episode "
+                      f"on; `driftloop gate trials --model {model}` shows the trial)")
     if episode.outcome == "failed":
         raise CommandError(f"episode {episode.id} failed at {episode.reason}")
 
