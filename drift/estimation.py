@@ -23,8 +23,8 @@ windows, each at the cost of that window alone. The band around each estimate,
 `value ± sigmas · sqrt(sampling² + calibration²)`, has two parts. Sampling: even
 with exact probabilities the realised metric of n rows varies; its standard
 deviation is that of the metric when the labels are drawn from the window's own
-calibrated probabilities (exact for accuracy, 200 seeded draws for ROC AUC and
-F1), so a harder or smaller window gets a wider band. Calibration: the
+calibrated probabilities (exact for accuracy, by the delta method for ROC AUC
+and F1), so a harder or smaller window gets a wider band. Calibration: the
 reference is cut into chunks, each chunk is estimated from probabilities
 calibrated on the other folds and compared with its realised metric; what
 those errors spread beyond their own sampling part is the calibration error.
@@ -59,6 +59,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from scipy.optimize import isotonic_regression
 from scipy.special import expit
 
 from driftloop.drift.profile import _as_float, _column, _column_names
@@ -166,22 +167,28 @@ class Calibration:
     def fit(cls, method: str, p: np.ndarray, hit: np.ndarray) -> Calibration:
         """Fit `method` to probabilities `p` and outcomes `hit` (1 when the class was the truth)."""
         if method == "isotonic":
-            return cls("isotonic", *_isotonic(p, hit))
+            x, y = _isotonic(p, hit)
+            return cls("isotonic", tuple(x.tolist()), tuple(y.tolist()))
         if method == "sigmoid":
             return cls("sigmoid", slope=(fitted := _platt(_logit(p), hit))[0], intercept=fitted[1])
         return cls("none")
 
 
-def _isotonic(p: np.ndarray, hit: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _isotonic(p: np.ndarray, hit: np.ndarray, presorted: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Isotonic regression of `hit` on `p` (scipy's pool-adjacent-violators; ties in `p` averaged, as
     scikit-learn's IsotonicRegression), kept as the end points of its constant pieces."""
-    from scipy.optimize import isotonic_regression
-
-    x, inverse, counts = np.unique(p, return_inverse=True, return_counts=True)
-    fitted = np.clip(isotonic_regression(np.bincount(inverse, hit) / counts, weights=counts).x, 0.0, 1.0)
-    keep = np.ones(len(x), dtype=bool)
+    if not presorted:
+        order = np.argsort(p, kind="stable")
+        p, hit = p[order], hit[order]
+    new = np.empty(len(p), dtype=bool)
+    new[:1] = True
+    np.not_equal(p[1:], p[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, len(p)))
+    fitted = np.clip(isotonic_regression(np.add.reduceat(hit, starts) / counts, weights=counts).x, 0.0, 1.0)
+    keep = np.ones(len(starts), dtype=bool)
     keep[1:-1] = (fitted[1:-1] != fitted[:-2]) | (fitted[1:-1] != fitted[2:])
-    return tuple(x[keep].tolist()), tuple(fitted[keep].tolist())
+    return p[starts][keep], fitted[keep]
 
 
 def _platt(z: np.ndarray, hit: np.ndarray, iterations: int = 100) -> tuple[float, float]:
@@ -195,7 +202,7 @@ def _platt(z: np.ndarray, hit: np.ndarray, iterations: int = 100) -> tuple[float
         eta = design @ w
         return float(np.sum(np.logaddexp(0, eta) - target * eta))
 
-    weights = np.array([0.0, float(_logit(np.array([target.mean()]))[0])])
+    weights = np.array([1.0, 0.0])  # the identity: a calibrated model converges in a few steps
     current = loss(weights)
     for _ in range(iterations):
         mu = expit(design @ weights)
@@ -210,7 +217,7 @@ def _platt(z: np.ndarray, hit: np.ndarray, iterations: int = 100) -> tuple[float
         else:
             break
         weights, current = trial, trial_loss
-        if np.abs(step).max() < 1e-10:
+        if np.abs(step).max() < 1e-6:
             break
     return float(weights[0]), float(weights[1])
 
@@ -219,9 +226,10 @@ class ConfidenceEstimator:
     """Estimates accuracy (and, for binary models, ROC AUC and F1) of unlabelled windows. Parameters here,
     the labelled reference in `fit`, windows in `estimate`.
 
-    calibration: "auto" (per class, whichever of none / isotonic / sigmoid has
-      the lowest out-of-fold Brier score on the reference), "isotonic"
-      (NannyML's choice), "sigmoid" (Platt) or "none".
+    calibration: "auto" (per class, isotonic regression unless the raw
+      probabilities have the lower out-of-fold Brier score on the reference:
+      NannyML's default, which also calibrates only when it helps), "isotonic",
+      "sigmoid" (Platt scaling) or "none".
     chunk_size: rows per reference chunk for the band and the floor
       (default: a twentieth of the reference, at least `min_rows`).
     sigmas: half-width of the band and distance of the default floor, in standard deviations (3, as NannyML).
@@ -310,7 +318,7 @@ class ConfidenceEstimator:
         if rows < 2 * chunk_size:
             raise ValueError(f"the reference has {rows} labelled rows with probabilities; the band needs at least "
                              f"two chunks of {chunk_size} (min_rows={self.min_rows})")
-        hits = truth[:, None] == np.asarray(classes, dtype=object)[None, :]
+        hits = np.eye(len(classes), dtype=bool)[pd.Index(classes).get_indexer(truth)]
         rng = np.random.default_rng(self.seed)
         fold = rng.permutation(rows) % self.folds
         calibrated_classes = [classes.index(positive)] if positive is not None else list(range(len(classes)))
@@ -327,15 +335,16 @@ class ConfidenceEstimator:
         errors = {m: [] for m in realised}
         sampling = {m: [] for m in realised}
         for chunk in chunks:
-            real = _realised(hits[chunk], predicted[chunk], probabilities[chunk], pos)
-            guess = _expected(out_of_fold[chunk], predicted[chunk], probabilities[chunk], pos)
-            noise = _sampling_sd(out_of_fold[chunk], predicted[chunk], probabilities[chunk], pos, rng)
+            ranking = _ranking(probabilities[chunk], pos)
+            real = _realised(hits[chunk], predicted[chunk], ranking, pos)
+            guess = _expected(out_of_fold[chunk], predicted[chunk], ranking, pos)
+            noise = _sampling_sd(out_of_fold[chunk], predicted[chunk], ranking, pos)
             for metric in realised:
                 if not math.isnan(real[metric]) and not math.isnan(guess[metric]):
                     realised[metric].append(real[metric])
                     errors[metric].append(real[metric] - guess[metric])
                     sampling[metric].append(noise[metric] ** 2)
-        whole = _realised(hits, predicted, probabilities, pos)
+        whole = _realised(hits, predicted, _ranking(probabilities, pos), pos)
         self.classes_ = classes
         self.positive_ = positive
         self.calibrations_ = calibrations
@@ -353,14 +362,19 @@ class ConfidenceEstimator:
 
     def _choose(self, p: np.ndarray, hit: np.ndarray, fold: np.ndarray) -> tuple[str, np.ndarray]:
         """The calibration method to use and its out-of-fold calibrated probabilities."""
-        candidates = ("none", "isotonic", "sigmoid") if self.calibration == "auto" else (self.calibration,)
+        candidates = ("none", "isotonic") if self.calibration == "auto" else (self.calibration,)
+        order = np.argsort(p, kind="stable")  # sorted once; each fold's training rows keep the order
+        ordered_p, ordered_hit, ordered_fold = p[order], hit[order], fold[order]
         best = None
         for method in candidates:
-            oof = np.empty_like(p)
-            for f in range(self.folds):
-                test = fold == f
-                oof[test] = Calibration.fit(method, p[~test], hit[~test]).apply(p[test])
-            brier = float(np.mean((oof - hit) ** 2))
+            oof = p.copy()
+            for f in range(self.folds) if method != "none" else ():
+                test, train = fold == f, ordered_fold != f
+                if method == "isotonic":  # as Calibration.fit(...).apply(...), without sorting again
+                    oof[test] = np.interp(p[test], *_isotonic(ordered_p[train], ordered_hit[train], presorted=True))
+                else:
+                    oof[test] = Calibration.fit(method, ordered_p[train], ordered_hit[train]).apply(p[test])
+            brier = float(np.dot(oof - hit, oof - hit)) / len(p)
             if best is None or brier < best[0] - 1e-12:
                 best = (brier, method, oof)
         return best[1], best[2]
@@ -410,8 +424,9 @@ class ConfidenceEstimator:
                                        note=f"{used} rows with probabilities, fewer than min_rows={self.min_rows}")
         calibrated = self._calibrated(probabilities)
         pos = None if self.positive_ is None else self.classes_.index(self.positive_)
-        values = _expected(calibrated, predicted, probabilities, pos)
-        sampling = _sampling_sd(calibrated, predicted, probabilities, pos, np.random.default_rng(self.seed))
+        ranking = _ranking(probabilities, pos)
+        values = _expected(calibrated, predicted, ranking, pos)
+        sampling = _sampling_sd(calibrated, predicted, ranking, pos)
         metrics = []
         for metric in self.reference_:
             value = values[metric]
@@ -447,10 +462,10 @@ class ConfidenceEstimator:
         if self.prediction not in _column_names(table):
             return probabilities.argmax(axis=1)
         labels = _strings(_column(table, self.prediction))[rows]
-        index = {c: i for i, c in enumerate(classes)}
-        predicted = np.array([index.get(v, -1) if v is not None else -2 for v in labels], dtype=np.int64)
-        missing = predicted == -2
-        predicted[missing] = probabilities[missing].argmax(axis=1)
+        predicted = pd.Index(classes).get_indexer(labels).astype(np.int64)  # -1: null or unknown
+        missing = pd.isna(labels)
+        predicted[missing] = -2
+        predicted[missing] = probabilities[missing].argmax(axis=1)  # no label logged: the most probable class
         return predicted
 
     def _metrics(self, positive: str | None) -> tuple[str, ...]:
@@ -507,32 +522,33 @@ class ConfidenceEstimator:
 # ---- the metrics, realised and expected --------------------------------------------------------------------
 
 
-def _realised(hits: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray, pos: int | None) -> dict[str, float]:
+def _realised(hits: np.ndarray, predicted: np.ndarray, ranking: _Ranking | None, pos: int | None) -> dict[str, float]:
     """Metrics from the true labels (`hits`: one-hot truth); ROC AUC ranks by the model's own probability."""
     correct = hits[np.arange(len(predicted)), predicted]
     metrics = {"accuracy": float(correct.mean())}
     if pos is not None:
         truth = hits[:, pos].astype(float)
-        metrics["roc_auc"] = expected_roc_auc(probabilities[:, pos], truth)
+        metrics["roc_auc"] = ranking.auc(truth)
         metrics["f1"] = expected_f1(truth, predicted == pos)
     return metrics
 
 
-def _expected(calibrated: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray, pos: int | None) -> dict[str, float]:
+def _expected(calibrated: np.ndarray, predicted: np.ndarray, ranking: _Ranking | None, pos: int | None) -> dict[str, float]:
     """Expected metrics when each row's true class is drawn from its calibrated probabilities."""
     metrics = {"accuracy": float(calibrated[np.arange(len(predicted)), predicted].mean())}
     if pos is not None:
-        metrics["roc_auc"] = expected_roc_auc(probabilities[:, pos], calibrated[:, pos])
+        metrics["roc_auc"] = ranking.auc(calibrated[:, pos])
         metrics["f1"] = expected_f1(calibrated[:, pos], predicted == pos)
     return metrics
 
 
-def _sampling_sd(calibrated: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray, pos: int | None,
-                 rng: np.random.Generator, draws: int = 200) -> dict[str, float]:
+def _sampling_sd(calibrated: np.ndarray, predicted: np.ndarray, ranking: _Ranking | None,
+                 pos: int | None) -> dict[str, float]:
     """Standard deviation of each realised metric when the labels are drawn from the calibrated probabilities.
 
     Accuracy: exact, sqrt(sum c (1 - c)) / n with c the probability of the predicted class. ROC AUC and F1:
-    over `draws` draws of the labels (ROC AUC by the rank-sum formula on the model's own score).
+    the delta method on the sums of independent Bernoulli labels they are functions of (ROC AUC of the
+    rank-sum S = sum y r and the positives P = sum y; F1 = 2 TP / (TP + FN + predicted positives)).
     """
     n = len(predicted)
     confidence = calibrated[np.arange(n), predicted]
@@ -540,25 +556,66 @@ def _sampling_sd(calibrated: np.ndarray, predicted: np.ndarray, probabilities: n
     if pos is None:
         return sd
     q = calibrated[:, pos]
-    labels = rng.random((draws, n)) < q[None, :]
-    positives = labels.sum(axis=1)
-    negatives = n - positives
-    ranks = _average_ranks(probabilities[:, pos])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (labels @ ranks - positives * (positives + 1) / 2) / (positives * negatives)
-        predicted_positive = predicted == pos
-        tp = labels[:, predicted_positive].sum(axis=1)
-        f1 = 2 * tp / (tp + predicted_positive.sum() + positives)
-    sd["roc_auc"] = float(np.nanstd(auc, ddof=1)) if np.isfinite(auc).sum() > 1 else math.nan
-    sd["f1"] = float(np.nanstd(f1, ddof=1)) if np.isfinite(f1).sum() > 1 else math.nan
+    v = q * (1 - q)
+    ranks = ranking.ranks
+    s, p = float(ranks @ q), float(q.sum())
+    pairs = p * (n - p)
+    if pairs > 0:
+        d_s = 1 / pairs
+        d_p = (-(p + 0.5) * pairs - (s - p * (p + 1) / 2) * (n - 2 * p)) / pairs**2
+        variance = d_s**2 * (ranks**2 @ v) + 2 * d_s * d_p * (ranks @ v) + d_p**2 * v.sum()
+        sd["roc_auc"] = float(math.sqrt(max(variance, 0.0)))
+    else:
+        sd["roc_auc"] = math.nan
+    predicted_positive = predicted == pos
+    tp, fn, c = q[predicted_positive].sum(), q[~predicted_positive].sum(), float(predicted_positive.sum())
+    total = tp + fn + c
+    if total > 0:
+        variance = (2 * (fn + c) / total**2) ** 2 * v[predicted_positive].sum() + (2 * tp / total**2) ** 2 * v[~predicted_positive].sum()
+        sd["f1"] = float(math.sqrt(variance))
+    else:
+        sd["f1"] = math.nan
     return sd
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties given their average rank (scipy.stats.rankdata's 'average')."""
-    from scipy.stats import rankdata
+@dataclass(frozen=True, eq=False)
+class _Ranking:
+    """The model's scores of some rows, sorted once: `group[i]` is row i's place among the distinct scores
+    (ascending), `ranks[i]` its 1-based rank with ties averaged (scipy.stats.rankdata's 'average')."""
 
-    return rankdata(values, method="average")
+    group: np.ndarray
+    groups: int
+    ranks: np.ndarray
+
+    @classmethod
+    def of(cls, score: np.ndarray) -> _Ranking:
+        order = np.argsort(score, kind="stable")
+        ordered = score[order]
+        starts_group = np.empty(len(score), dtype=bool)
+        starts_group[:1] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=starts_group[1:])
+        sorted_group = np.cumsum(starts_group) - 1
+        group = np.empty(len(score), dtype=np.int64)
+        group[order] = sorted_group
+        ends = np.cumsum(np.bincount(sorted_group)) if len(score) else np.zeros(0, dtype=np.int64)
+        starts = np.concatenate(([0], ends[:-1]))
+        return cls(group, len(ends), ((starts + 1 + ends) / 2)[group])
+
+    def auc(self, positive: np.ndarray) -> float:
+        """See `expected_roc_auc`."""
+        q = np.asarray(positive, dtype=np.float64)
+        pos_sum = np.bincount(self.group, q, self.groups)
+        neg_sum = np.bincount(self.group, 1.0 - q, self.groups)
+        own = np.bincount(self.group, q * (1.0 - q), self.groups)
+        below = np.cumsum(neg_sum) - neg_sum
+        pairs = q.sum() * (1.0 - q).sum() - own.sum()
+        if pairs <= 0:
+            return math.nan
+        return float((pos_sum @ below + 0.5 * (pos_sum @ neg_sum - own.sum())) / pairs)
+
+
+def _ranking(probabilities: np.ndarray, pos: int | None) -> _Ranking | None:
+    return None if pos is None else _Ranking.of(probabilities[:, pos])
 
 
 def expected_roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
@@ -571,16 +628,7 @@ def expected_roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
     >>> expected_roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
     0.75
     """
-    values, inverse = np.unique(score, return_inverse=True)
-    q = np.asarray(positive, dtype=np.float64)
-    pos_sum = np.bincount(inverse, q, len(values))
-    neg_sum = np.bincount(inverse, 1.0 - q, len(values))
-    own = np.bincount(inverse, q * (1.0 - q), len(values))
-    below = np.cumsum(neg_sum) - neg_sum
-    pairs = q.sum() * (1.0 - q).sum() - own.sum()
-    if pairs <= 0:
-        return math.nan
-    return float((pos_sum @ below + 0.5 * (pos_sum @ neg_sum - own.sum())) / pairs)
+    return _Ranking.of(np.asarray(score, dtype=np.float64)).auc(positive)
 
 
 def expected_f1(positive: np.ndarray, predicted_positive: np.ndarray) -> float:
@@ -613,16 +661,19 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def _strings(column) -> np.ndarray:
-    """Labels as an object array of str (None where null): the store keeps labels as strings."""
-    values = column.to_pylist() if isinstance(column, (pa.Array, pa.ChunkedArray)) else pd.Series(column).tolist()
-    return np.array([None if v is None or (isinstance(v, float) and math.isnan(v)) else _label(v) for v in values],
-                    dtype=object)
-
-
-def _label(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # a label column read as float (1.0) names the class "1"
-    return str(value)
+    """Labels as an object array of str (None where null): the store keeps labels as strings; a label column
+    read as floats (1.0, NaN for a missing label) names the class "1"."""
+    series = column.to_pandas() if isinstance(column, (pa.Array, pa.ChunkedArray)) else pd.Series(column)
+    series = series.reset_index(drop=True)
+    missing = series.isna().to_numpy()
+    if pd.api.types.is_float_dtype(series.dtype) and np.all(np.mod(series[~missing], 1) == 0):
+        series = series.fillna(0).astype(np.int64)
+    if pd.api.types.infer_dtype(series, skipna=True) == "string":
+        values = series.to_numpy(dtype=object, copy=True)  # already strings: no conversion
+    else:
+        values = series.astype(str).to_numpy(dtype=object)
+    values[missing] = None
+    return values
 
 
 def _json_float(value):

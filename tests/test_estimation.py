@@ -121,7 +121,7 @@ def test_the_estimate_follows_rotated_digits():
 
 def test_calibration_on_the_reference_corrects_an_overconfident_model(mixture_model):
     """Probabilities pushed towards 0 and 1 (as an overfitted model's): taken as they are, they overstate the
-    accuracy; isotonic or Platt calibration on the reference (what "auto" picks from) brings it back."""
+    accuracy; isotonic ("auto" picks it here) or Platt calibration on the reference brings it back."""
     model, _, rng = mixture_model
 
     def overconfident(frame):
