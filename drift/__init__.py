@@ -1,6 +1,7 @@
 """Drift detection: reference profiles, window statistics, sequential detectors, performance estimation,
 data-quality checks, the monitor."""
 
+from driftloop.drift.checks import WindowChecks, WindowChecksMetrics, WindowChecksResult
 from driftloop.drift.estimation import ConfidenceEstimator, MetricEstimate, PerformanceEstimate
 from driftloop.drift.monitor import DriftMetrics, DriftMonitor, MonitorConfig, MonitorRun
 from driftloop.drift.multivariate import DomainClassifierTest, MultivariateResult
@@ -28,6 +29,9 @@ __all__ = [
     "QualityReport",
     "QualityResult",
     "ReferenceProfile",
+    "WindowChecks",
+    "WindowChecksMetrics",
+    "WindowChecksResult",
     "WindowDrift",
     "WindowResult",
     "get_statistic",

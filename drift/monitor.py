@@ -27,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from driftloop.collector.store import Store
+from driftloop.drift.checks import WindowChecks, WindowChecksResult
 from driftloop.drift.multivariate import DomainClassifierTest, MultivariateResult
 from driftloop.drift.profile import ReferenceProfile
 from driftloop.drift.window import WindowDrift, WindowResult
@@ -63,6 +64,7 @@ class MonitorRun:
     accuracy: float | None = None
     alarms: Mapping[str, bool] = field(default_factory=dict)
     note: str = ""
+    checks: WindowChecksResult | None = None  # performance estimation and data quality (drift.checks)
 
     @property
     def drifted(self) -> bool:
@@ -83,6 +85,7 @@ class MonitorRun:
             "accuracy": self.accuracy,
             "alarms": dict(self.alarms),
             "note": self.note,
+            **(self.checks.summary() if self.checks is not None else {}),
         }
 
 
@@ -99,9 +102,11 @@ class DriftMonitor:
         reference_sample: pa.Table | None = None,
         detectors: Mapping[str, Callable[[], object]] | None = None,
         publish: Callable[[bytes, bytes], None] | None = None,
+        checks: WindowChecks | None = None,
     ) -> None:
         """`reference_sample`: reference rows for the multivariate test (a profile keeps columns apart).
-        `detectors`: name -> factory of a sequential detector fed error bits (1 = wrong prediction)."""
+        `detectors`: name -> factory of a sequential detector fed error bits (1 = wrong prediction).
+        `checks`: the label-free checks of every window (performance estimation, data quality)."""
         if multivariate is not None and reference_sample is None:
             raise ValueError("the multivariate test needs reference_sample: rows of the reference data")
         self.config = config
@@ -112,6 +117,7 @@ class DriftMonitor:
         self.multivariate = multivariate
         self.detectors = {name: make() for name, make in (detectors or {}).items()}
         self.publish = publish
+        self.checks = checks
         self.latest: MonitorRun | None = None
         self._labelled_until = datetime.min.replace(tzinfo=UTC)
         self._lock = threading.Lock()
@@ -122,6 +128,8 @@ class DriftMonitor:
         window = self.store.predictions(self.config.model, start, now)
         run = MonitorRun(self.config.model, now, start, now, window.num_rows)
         try:
+            if self.checks is not None:  # they have their own rules for small and empty windows
+                run = _replace(run, checks=self.checks.run(window))
             if window.num_rows < self.config.min_rows:
                 run = _replace(run, note=f"window has {window.num_rows} rows, fewer than min_rows={self.config.min_rows}")
             else:

@@ -13,13 +13,16 @@ from prometheus_client import CollectorRegistry
 
 from driftloop.collector.durable import durable_producer
 from driftloop.collector.store import Store
+from driftloop.drift.checks import WindowChecks, WindowChecksMetrics
+from driftloop.drift.estimation import ConfidenceEstimator
 from driftloop.drift.monitor import DriftMetrics, DriftMonitor, MonitorConfig
 from driftloop.drift.multivariate import DomainClassifierTest
 from driftloop.drift.profile import ReferenceProfile
+from driftloop.drift.quality import DataQuality
 from driftloop.drift.report import ReportFiles, write_report
 from driftloop.drift.sequential import make_detector
 from driftloop.drift.window import WindowDrift
-from driftloop.layout import SAMPLE_FILE, profile_dir, reports_dir
+from driftloop.layout import ESTIMATOR_FILE, SAMPLE_FILE, profile_dir, reports_dir
 from driftloop.services import serve_metrics, stop_on_signals
 from driftloop.settings import Settings
 
@@ -41,7 +44,49 @@ def build_profile(settings: Settings, model: str, start: datetime, end: datetime
     folder = profile.save(profile_dir(settings, model))
     rows = np.random.default_rng(0).permutation(table.num_rows)[: settings.drift.reference_sample_rows]
     pq.write_table(table.take(np.sort(rows)), folder / SAMPLE_FILE)
+    fit_estimator(settings, model, table, folder)
     return folder, profile
+
+
+def fit_estimator(settings: Settings, model: str, reference: pa.Table, folder: Path) -> ConfidenceEstimator | None:
+    """Fit the performance estimator on the reference's labelled rows and save it beside the profile;
+    without labels and probabilities there is none (and a stale one is removed)."""
+    path = folder / ESTIMATOR_FILE
+    if not settings.estimation.enabled:
+        path.unlink(missing_ok=True)
+        return None
+    estimation = settings.estimation
+    try:
+        estimator = ConfidenceEstimator(
+            calibration=estimation.calibration, sigmas=estimation.sigmas, min_rows=estimation.min_rows,
+            floors=None if estimation.accuracy_floor is None else {"accuracy": estimation.accuracy_floor},
+        ).fit(reference)
+    except ValueError as error:
+        path.unlink(missing_ok=True)
+        log.warning("no performance estimator for %s: %s", model, error)
+        return None
+    estimator.save(path)
+    return estimator
+
+
+def window_checks(settings: Settings, folder: Path, profile: ReferenceProfile) -> WindowChecks | None:
+    """The monitor's label-free checks: the saved estimator (its floor and minimum rows as set now) and the
+    data-quality checks, as the settings ask."""
+    estimator = None
+    path = folder / ESTIMATOR_FILE
+    if settings.estimation.enabled and path.is_file():
+        estimator = ConfidenceEstimator.load(path)
+        estimator.min_rows = settings.estimation.min_rows
+        if settings.estimation.accuracy_floor is not None and "accuracy" in estimator.floor_:
+            estimator.floor_["accuracy"] = settings.estimation.accuracy_floor
+    elif settings.estimation.enabled:
+        log.info("no performance estimator in %s (the reference had no labelled rows with probabilities)", folder)
+    q = settings.quality
+    quality = DataQuality(
+        max_missing_increase=q.max_missing_increase, max_out_of_range=q.max_out_of_range,
+        quantiles=q.range_quantiles, max_unseen=q.max_unseen, max_type_mismatch=q.max_type_mismatch, alpha=q.alpha,
+    ) if q.enabled else None
+    return WindowChecks(profile, estimator, quality) if estimator is not None or quality is not None else None
 
 
 def run_monitor(settings: Settings, model: str) -> None:
@@ -51,19 +96,22 @@ def run_monitor(settings: Settings, model: str) -> None:
     drift = settings.drift
     producer = durable_producer(settings.kafka_bootstrap())
     topic = settings.kafka.topic("drift-events")
+    profile = ReferenceProfile.load(folder)
     monitor = DriftMonitor(
         MonitorConfig(model, timedelta(minutes=drift.window_minutes), drift.interval_s, drift.min_rows,
                       settings.label_horizon),
         Store(settings.store_dir),
-        ReferenceProfile.load(folder),
+        profile,
         WindowDrift(method=drift.method, drift_share=drift.drift_share, correction=drift.correction),
         multivariate=DomainClassifierTest(seed=0) if drift.multivariate else None,
         reference_sample=pq.read_table(folder / SAMPLE_FILE) if drift.multivariate else None,
         detectors={name: (lambda name=name: make_detector(name)) for name in drift.detectors},
         publish=lambda key, value: producer.send(topic, key=key, value=value).get(timeout=30),
+        checks=window_checks(settings, folder, profile),
     )
     registry = CollectorRegistry()
     registry.register(DriftMetrics([monitor]))
+    registry.register(WindowChecksMetrics([monitor]))
     serve_metrics(settings, registry, f"drift-{model}", drift.metrics_port)
     try:
         monitor.run(stop_on_signals())
