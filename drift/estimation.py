@@ -59,6 +59,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.optimize import isotonic_regression
 from scipy.special import expit
 
@@ -178,7 +179,7 @@ def _isotonic(p: np.ndarray, hit: np.ndarray, presorted: bool = False) -> tuple[
     """Isotonic regression of `hit` on `p` (scipy's pool-adjacent-violators; ties in `p` averaged, as
     scikit-learn's IsotonicRegression), kept as the end points of its constant pieces."""
     if not presorted:
-        order = np.argsort(p, kind="stable")
+        order = np.argsort(p)
         p, hit = p[order], hit[order]
     new = np.empty(len(p), dtype=bool)
     new[:1] = True
@@ -299,9 +300,10 @@ class ConfidenceEstimator:
         names = _column_names(reference)
         if self.target not in names:
             raise ValueError(f"the reference has no {self.target!r} column: the estimator is fitted on labelled rows")
-        truth = _strings(_column(reference, self.target))
+        truth_labels = _labels(_column(reference, self.target))
+        truth = _class_codes(truth_labels, classes)
         probabilities = self._probabilities(reference, classes)
-        labelled = (truth != None) & ~np.isnan(probabilities).all(axis=1)  # noqa: E711 (object array)
+        labelled = (truth != -2) & ~np.isnan(probabilities).all(axis=1)
         truth, probabilities = truth[labelled], np.nan_to_num(probabilities[labelled])
         predicted = self._predicted(reference, classes, probabilities, labelled)
         if (predicted < 0).any():
@@ -310,23 +312,21 @@ class ConfidenceEstimator:
         bad = np.abs(probabilities.sum(axis=1) - 1) > self.tolerance
         if bad.any():
             raise ValueError(f"{int(bad.sum())} labelled reference rows have probabilities that do not sum to one")
-        unknown = sorted(set(truth.tolist()) - set(classes))
-        if unknown:
+        if (truth == -1).any():
+            unknown = sorted(set(truth_labels.filter(pa.array(labelled)).to_numpy(zero_copy_only=False)[truth == -1]))
             raise ValueError(f"true labels {unknown[:5]} have no probability column; classes are {classes}")
         rows = len(truth)
         chunk_size = self.chunk_size or max(self.min_rows, rows // 20)
         if rows < 2 * chunk_size:
             raise ValueError(f"the reference has {rows} labelled rows with probabilities; the band needs at least "
                              f"two chunks of {chunk_size} (min_rows={self.min_rows})")
-        hits = np.eye(len(classes), dtype=bool)[pd.Index(classes).get_indexer(truth)]
+        hits = np.eye(len(classes), dtype=bool)[truth]
         rng = np.random.default_rng(self.seed)
         fold = rng.permutation(rows) % self.folds
         calibrated_classes = [classes.index(positive)] if positive is not None else list(range(len(classes)))
         calibrations, out_of_fold = {}, probabilities.copy()
         for k in calibrated_classes:
-            method, oof = self._choose(probabilities[:, k], hits[:, k].astype(float), fold)
-            calibrations[classes[k]] = Calibration.fit(method, probabilities[:, k], hits[:, k].astype(float))
-            out_of_fold[:, k] = oof
+            calibrations[classes[k]], out_of_fold[:, k] = self._choose(probabilities[:, k], hits[:, k].astype(float), fold)
         out_of_fold = _completed(out_of_fold, classes, positive)
         order = rng.permutation(rows)
         chunks = [order[i * chunk_size:(i + 1) * chunk_size] for i in range(rows // chunk_size)]
@@ -360,10 +360,10 @@ class ConfidenceEstimator:
                                                 else math.nan)) for m, r in realised.items()}
         return self
 
-    def _choose(self, p: np.ndarray, hit: np.ndarray, fold: np.ndarray) -> tuple[str, np.ndarray]:
-        """The calibration method to use and its out-of-fold calibrated probabilities."""
+    def _choose(self, p: np.ndarray, hit: np.ndarray, fold: np.ndarray) -> tuple[Calibration, np.ndarray]:
+        """The calibration, fitted on every row, and its out-of-fold calibrated probabilities."""
         candidates = ("none", "isotonic") if self.calibration == "auto" else (self.calibration,)
-        order = np.argsort(p, kind="stable")  # sorted once; each fold's training rows keep the order
+        order = np.argsort(p)  # sorted once; each fold's training rows keep the order (ties are averaged)
         ordered_p, ordered_hit, ordered_fold = p[order], hit[order], fold[order]
         best = None
         for method in candidates:
@@ -377,7 +377,10 @@ class ConfidenceEstimator:
             brier = float(np.dot(oof - hit, oof - hit)) / len(p)
             if best is None or brier < best[0] - 1e-12:
                 best = (brier, method, oof)
-        return best[1], best[2]
+        if best[1] == "isotonic":
+            x, y = _isotonic(ordered_p, ordered_hit, presorted=True)
+            return Calibration("isotonic", tuple(x.tolist()), tuple(y.tolist())), best[2]
+        return Calibration.fit(best[1], p, hit), best[2]
 
     # ---- estimating ----------------------------------------------------------------------------------------
 
@@ -392,9 +395,9 @@ class ConfidenceEstimator:
         if not present:
             return PerformanceEstimate(rows, 0, reason="no_probabilities",
                                        note=f"the window has no {self.prefix}<class> columns")
-        probabilities_all = self._probabilities(window, present)
-        unseen = [c for i, c in enumerate(present) if c not in self.classes_
-                  and np.nan_to_num(probabilities_all[:, i]).any()]
+        others = [c for c in present if c not in self.classes_]
+        extra = self._probabilities(window, others) if others else None
+        unseen = [c for i, c in enumerate(others) if np.nan_to_num(extra[:, i]).any()]
         if unseen:
             return PerformanceEstimate(rows, 0, reason="unseen_class",
                                        note=f"probabilities for classes never seen at reference: {unseen}")
@@ -416,7 +419,8 @@ class ConfidenceEstimator:
                                             f"(within {self.tolerance:g}; e.g. {float(sums[off][0]):.6g})")
         predicted = self._predicted(window, self.classes_, probabilities, has)
         if (predicted < 0).any():
-            labels = sorted({str(v) for v in _strings(_column(window, self.prediction))[has][predicted < 0]})
+            logged = _labels(_column(window, self.prediction)).filter(pa.array(has)).to_numpy(zero_copy_only=False)
+            labels = sorted({str(v) for v in logged[predicted < 0]})
             return PerformanceEstimate(rows, used, reason="unseen_class",
                                        note=f"predicted labels never seen at reference: {labels[:5]}")
         if used < self.min_rows:
@@ -461,10 +465,8 @@ class ConfidenceEstimator:
         """Index of each row's predicted class (-1 for a label not among `classes`), argmax when not logged."""
         if self.prediction not in _column_names(table):
             return probabilities.argmax(axis=1)
-        labels = _strings(_column(table, self.prediction))[rows]
-        predicted = pd.Index(classes).get_indexer(labels).astype(np.int64)  # -1: null or unknown
-        missing = pd.isna(labels)
-        predicted[missing] = -2
+        predicted = _class_codes(_labels(_column(table, self.prediction)), classes)[rows]
+        missing = predicted == -2
         predicted[missing] = probabilities[missing].argmax(axis=1)  # no label logged: the most probable class
         return predicted
 
@@ -589,7 +591,7 @@ class _Ranking:
 
     @classmethod
     def of(cls, score: np.ndarray) -> _Ranking:
-        order = np.argsort(score, kind="stable")
+        order = np.argsort(score)
         ordered = score[order]
         starts_group = np.empty(len(score), dtype=bool)
         starts_group[:1] = True
@@ -660,20 +662,34 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def _strings(column) -> np.ndarray:
-    """Labels as an object array of str (None where null): the store keeps labels as strings; a label column
-    read as floats (1.0, NaN for a missing label) names the class "1"."""
-    series = column.to_pandas() if isinstance(column, (pa.Array, pa.ChunkedArray)) else pd.Series(column)
-    series = series.reset_index(drop=True)
-    missing = series.isna().to_numpy()
-    if pd.api.types.is_float_dtype(series.dtype) and np.all(np.mod(series[~missing], 1) == 0):
-        series = series.fillna(0).astype(np.int64)
-    if pd.api.types.infer_dtype(series, skipna=True) == "string":
-        values = series.to_numpy(dtype=object, copy=True)  # already strings: no conversion
+def _labels(column) -> pa.Array:
+    """A label column as an Arrow string array, nulls kept, as the store casts labels (pc.cast to string);
+    a float column of whole numbers (1.0, NaN for a missing label) names the class "1"."""
+    if isinstance(column, pa.ChunkedArray):
+        array = column.combine_chunks()
+    elif isinstance(column, pa.Array):
+        array = column
     else:
-        values = series.astype(str).to_numpy(dtype=object)
-    values[missing] = None
-    return values
+        series = pd.Series(column).reset_index(drop=True)
+        try:
+            array = pa.array(series, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # mixed Python types in an object column
+            array = pa.array(series.astype(str).to_numpy(dtype=object), pa.string(), mask=series.isna().to_numpy())
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if pa.types.is_floating(array.type):
+        values = array.to_numpy(zero_copy_only=False)
+        if np.all(np.mod(values[~np.isnan(values)], 1) == 0):
+            array = pc.cast(array, pa.int64())
+    return array if pa.types.is_string(array.type) else pc.cast(array, pa.string())
+
+
+def _class_codes(labels: pa.Array, classes: list[str]) -> np.ndarray:
+    """Each label's index in `classes`: -1 for a label that is not one of them, -2 for a missing label."""
+    codes = pc.index_in(labels, value_set=pa.array(classes, pa.string()))
+    codes = np.asarray(codes.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    codes[np.asarray(labels.is_null().to_numpy(zero_copy_only=False))] = -2
+    return codes
 
 
 def _json_float(value):
