@@ -395,13 +395,16 @@ class ConfidenceEstimator:
         if not present:
             return PerformanceEstimate(rows, 0, reason="no_probabilities",
                                        note=f"the window has no {self.prefix}<class> columns")
-        others = [c for c in present if c not in self.classes_]
-        extra = self._probabilities(window, others) if others else None
+        try:
+            others = [c for c in present if c not in self.classes_]
+            extra = self._probabilities(window, others) if others else None
+            probabilities = self._probabilities(window, self.classes_)
+        except ValueError as error:  # a probability column that holds text
+            return PerformanceEstimate(rows, 0, reason="invalid_probabilities", note=str(error))
         unseen = [c for i, c in enumerate(others) if np.nan_to_num(extra[:, i]).any()]
         if unseen:
             return PerformanceEstimate(rows, 0, reason="unseen_class",
                                        note=f"probabilities for classes never seen at reference: {unseen}")
-        probabilities = self._probabilities(window, self.classes_)
         has = ~np.isnan(probabilities).all(axis=1)
         used = int(has.sum())
         if used == 0:

@@ -156,6 +156,7 @@ def test_the_band_covers_the_realised_accuracy_of_clean_windows(mixture_model):
     ("too_few_rows", lambda w: w.iloc[:20]),
     ("probabilities_do_not_sum_to_one", lambda w: w.assign(**{"proba.0": w["proba.0"] * 0.5})),
     ("invalid_probabilities", lambda w: w.assign(**{"proba.0": w["proba.0"] - 1, "proba.1": w["proba.1"] + 1})),
+    ("invalid_probabilities", lambda w: w.assign(**{"proba.0": "high"})),
     ("unseen_class", lambda w: w.assign(**{"proba.2": 0.1, "proba.0": w["proba.0"] * 0.9, "proba.1": w["proba.1"] * 0.9})),
     ("unseen_class", lambda w: w.assign(label="2")),
 ], ids=lambda value: value if isinstance(value, str) else "")
