@@ -33,6 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from driftloop.collector.store import Store
+from driftloop.drift.checks import WindowChecks, WindowChecksResult
 from driftloop.drift.events import EventOutbox, write_json_atomically
 from driftloop.drift.labels import LabelStream
 from driftloop.drift.multivariate import DomainClassifierTest, MultivariateResult
@@ -82,6 +83,7 @@ class MonitorRun:
     alarms: Mapping[str, bool] = field(default_factory=dict)
     note: str = ""
     failed: bool = False
+    checks: WindowChecksResult | None = None  # performance estimation and data quality (drift.checks)
 
     @property
     def drifted(self) -> bool:
@@ -103,6 +105,7 @@ class MonitorRun:
             "accuracy": self.accuracy,
             "alarms": dict(self.alarms),
             "note": self.note,
+            **(self.checks.summary() if self.checks is not None else {}),
         }
 
 
@@ -130,12 +133,14 @@ class DriftMonitor:
         detectors: Mapping[str, Callable[[], object]] | None = None,
         publish: Callable[[bytes, bytes], None] | None = None,
         state_dir: Path | None = None,
+        checks: WindowChecks | None = None,
     ) -> None:
         """`reference_sample`: reference rows for the multivariate test (a profile keeps columns apart).
         `detectors`: name -> factory of a sequential detector fed error bits (1 = wrong prediction).
         `publish(key, value)`: sends one drift event and returns once it is acknowledged (raises if
         not); it is called from the outbox's own thread, never from a run.
-        `state_dir`: where the detectors' state, the feedback position and the owed events are kept."""
+        `state_dir`: where the detectors' state, the feedback position and the owed events are kept.
+        `checks`: the label-free checks of every window (performance estimation, data quality)."""
         if multivariate is not None and reference_sample is None:
             raise ValueError("the multivariate test needs reference_sample: rows of the reference data")
         self.config = config
@@ -152,6 +157,7 @@ class DriftMonitor:
         self.counts = MonitorCounts(alarms={name: 0 for name in detectors or {}})
         self._published_drift: bool | None = None
         self._failing = 0
+        self.checks = checks
         self._lock = threading.Lock()
         saved = self._load_state()
         self.labels = LabelStream(store, config.model, config.label_horizon, saved.get("feedback_position"))
@@ -171,6 +177,8 @@ class DriftMonitor:
         try:
             window = self.store.predictions(self.config.model, start, now)
             run = replace(run, rows=window.num_rows)
+            if self.checks is not None:  # they have their own rules for small and empty windows
+                run = replace(run, checks=self.checks.run(window))
             if window.num_rows < self.config.min_rows:
                 run = replace(run, note=f"window has {window.num_rows} rows, fewer than min_rows={self.config.min_rows}")
             else:

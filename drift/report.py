@@ -2,7 +2,11 @@
 
 `write_report` runs Evidently's `Report([DataDriftPreset()])` (plus
 `ClassificationPreset()` when the window has both the prediction and the true
-label; with two classes the positive one is the last in sorted order) on the reference and window frames and saves `<name>.html` and
+label; with two classes the positive one is the last in sorted order), and its
+data-quality metrics: `DataSummaryPreset()`, and per column `MissingValueCount`,
+`OutRangeValueCount` (outside the reference's [min, max]) or `OutListValueCount`
+(categories the reference never had), the counterparts of `drift.quality`'s
+checks, on the reference and window frames and saves `<name>.html` and
 `<name>.json` under a folder; `list_reports` lists what a folder holds (for
 the CLI). Evidently (~4 s to import) is imported inside these functions only.
 Column kinds are driftloop's (`drift.profile.infer_kind`, Evidently's own rules)
@@ -50,7 +54,7 @@ def write_report(
     Drift covers `columns` (default: `drift.profile.profiled_columns`) present in both frames.
     """
     from evidently import BinaryClassification, DataDefinition, Dataset, MulticlassClassification, Report
-    from evidently.presets import ClassificationPreset, DataDriftPreset
+    from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset
 
     name = name or f"drift-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
     if not _NAME.match(name):
@@ -59,22 +63,26 @@ def write_report(
     shared = [c for c in reference.columns if c in current.columns]
     drift_columns = [c for c in (columns or profiled_columns(shared, prediction)) if c in shared]
     kinds = {c: (kinds or {}).get(c) or infer_kind(reference[c]) for c in drift_columns}
-    # Evidently refuses a column that is empty on either side; such a column has no drift to report.
-    drift_columns = [c for c in drift_columns
-                     if kinds[c] is not None and reference[c].notna().any() and current[c].notna().any()]
+    # Evidently refuses drift of a column that is empty on either side; such a column has no drift to report,
+    # but its missing values are reported (a column that suddenly is all null is a data-quality failure).
+    quality_columns = [c for c in drift_columns if kinds[c] is not None and reference[c].notna().any()]
+    drift_columns = [c for c in quality_columns if current[c].notna().any()]
+    current = current.assign(**{c: current[c].astype(reference[c].dtype) for c in quality_columns
+                                if c not in drift_columns})
     labelled = (prediction in shared and target in shared
                 and current[target].notna().any() and reference[target].notna().any())
     definition = DataDefinition(
-        numerical_columns=[c for c in drift_columns if kinds[c] == "numeric"],
-        categorical_columns=[c for c in drift_columns if kinds[c] == "categorical"]
+        numerical_columns=[c for c in quality_columns if kinds[c] == "numeric"],
+        categorical_columns=[c for c in quality_columns if kinds[c] == "categorical"]
         + ([target] if labelled and target not in drift_columns else []),
         classification=[_classification(reference, current, prediction, target, BinaryClassification,
                                         MulticlassClassification)] if labelled else None,
     )
-    presets = [DataDriftPreset(columns=drift_columns)]
+    presets = [DataDriftPreset(columns=drift_columns), DataSummaryPreset(columns=drift_columns),
+               *_quality_metrics(reference, quality_columns, drift_columns, kinds)]
     if labelled:
         presets.append(ClassificationPreset())
-    keep = drift_columns + ([target] if labelled and target not in drift_columns else [])
+    keep = quality_columns + ([target] if labelled and target not in quality_columns else [])
     if labelled:
         reference, current = reference[reference[target].notna()], current[current[target].notna()]
     snapshot = Report(presets).run(
@@ -96,6 +104,25 @@ def list_reports(folder: str | Path) -> list[ReportFiles]:
         return []
     return [ReportFiles(p.stem, p, p.with_suffix(".json"))
             for p in sorted(folder.glob("*.html")) if p.with_suffix(".json").is_file()]
+
+
+def _quality_metrics(reference: pd.DataFrame, columns: Sequence[str], with_values: Sequence[str],
+                     kinds: Mapping[str, str | None]) -> list:
+    """Evidently's own metrics for what `drift.quality` checks: missing values (every column), values outside
+    the reference's range and categories the reference never had (columns with values in the window)."""
+    from evidently.metrics import MissingValueCount, OutListValueCount, OutRangeValueCount
+
+    metrics = []
+    for column in columns:
+        metrics.append(MissingValueCount(column=column))
+        if column not in with_values:
+            continue
+        if kinds[column] == "numeric":
+            values = pd.to_numeric(reference[column], errors="coerce")
+            metrics.append(OutRangeValueCount(column=column, left=float(values.min()), right=float(values.max())))
+        else:
+            metrics.append(OutListValueCount(column=column, values=reference[column].dropna().unique().tolist()))
+    return metrics
 
 
 def _classification(reference, current, prediction, target, binary, multiclass):

@@ -11,6 +11,7 @@ from pathlib import Path
 from driftloop.settings import Settings
 
 SAMPLE_FILE = "reference_sample.parquet"  # beside a profile: reference rows for the multivariate test
+ESTIMATOR_FILE = "estimator.json"  # beside a profile: the fitted performance estimator (when the reference had labels)
 
 
 def _folder_name(model: str) -> str:

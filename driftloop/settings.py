@@ -33,6 +33,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 DriftMethod = Literal["auto", "evidently", "ks", "wasserstein", "psi", "jensenshannon", "chisquare",
                       "chisquare_evidently", "z"]
 DetectorName = Literal["adwin", "page_hinkley", "ddm", "cusum"]
+CalibrationName = Literal["auto", "isotonic", "sigmoid", "none"]
 StrategyName = Literal["random", "least_confidence", "margin", "entropy", "k_center", "cluster_margin",
                        "drift_targeted"]
 # retrain.TrainingParams' fields, spelt out for the same reason (tests/test_settings.py checks them).
@@ -215,6 +216,31 @@ class MetricsSettings(_Part):
     host: str = Field(default="127.0.0.1", min_length=1)
 
 
+class EstimationSettings(_Part):
+    """Performance estimation without labels in the drift monitor (docs/estimation.md).
+
+    Fitted by `driftloop drift profile` when the reference has labels and probabilities."""
+
+    enabled: bool = True
+    calibration: CalibrationName = "auto"
+    min_rows: Annotated[int, Field(ge=1)] = 50
+    sigmas: Annotated[float, Field(gt=0)] = 3.0
+    # None: the reference chunks' accuracy minus `sigmas` standard deviations (NannyML's lower threshold)
+    accuracy_floor: Annotated[float, Field(gt=0, lt=1)] | None = None
+
+
+class QualitySettings(_Part):
+    """Data-quality checks of every monitored window against the reference profile (docs/estimation.md)."""
+
+    enabled: bool = True
+    max_missing_increase: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    max_out_of_range: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    range_quantiles: tuple[Annotated[float, Field(ge=0, lt=0.5)], Annotated[float, Field(gt=0.5, le=1)]] = (0.0, 1.0)
+    max_unseen: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    max_type_mismatch: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 1e-3
+
+
 class CurationSettings(_Part):
     """Active learning (`driftloop curate`): defaults for selecting batches and building snapshots."""
 
@@ -365,6 +391,8 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
+    estimation: EstimationSettings = Field(default_factory=EstimationSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     curation: CurationSettings = Field(default_factory=CurationSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)

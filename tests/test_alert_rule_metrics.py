@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from driftloop.collector.metrics import ApiMetrics, ProducerMetrics, StoreWriterMetrics
 from driftloop.dashboards import rule_files
+from driftloop.drift.checks import WindowChecksMetrics
 from driftloop.drift.monitor import DriftMetrics
 
 
@@ -16,6 +17,7 @@ def exported_names() -> set[str]:
     registry = CollectorRegistry()
     StoreWriterMetrics(registry), ProducerMetrics(registry), ApiMetrics(registry)
     registry.register(DriftMetrics([]))
+    registry.register(WindowChecksMetrics([]))
     names = set()
     for family in registry.collect():
         names.add(family.name)

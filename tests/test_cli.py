@@ -14,9 +14,10 @@ from events import run_cli
 from driftloop.cli import EXIT_CONFIG, EXIT_RUNTIME, EXIT_USAGE
 from driftloop.cli.curate import ExportFormat
 from driftloop.curation import EXPORT_FORMATS, STRATEGIES
+from driftloop.drift.estimation import CALIBRATIONS
 from driftloop.drift.sequential import DETECTORS
 from driftloop.drift.window import METHODS
-from driftloop.settings import DetectorName, DriftMethod, StrategyName
+from driftloop.settings import CalibrationName, DetectorName, DriftMethod, StrategyName
 
 
 @pytest.fixture
@@ -105,6 +106,7 @@ def test_the_settings_choices_are_the_registries():
     assert set(get_args(DetectorName)) == set(DETECTORS)
     assert set(get_args(StrategyName)) == set(STRATEGIES)
     assert set(get_args(ExportFormat)) == set(EXPORT_FORMATS)
+    assert set(get_args(CalibrationName)) == set(CALIBRATIONS)
 
 
 def test_listing_batches_does_not_import_scikit_learn(env):

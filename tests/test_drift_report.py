@@ -1,4 +1,5 @@
-"""Evidently reports: HTML and JSON files are written, and the JSON's per-column drift matches driftloop's."""
+"""Evidently reports: HTML and JSON files are written, and the JSON's per-column drift and data-quality
+shares match driftloop's."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from driftloop.drift.profile import ReferenceProfile
+from driftloop.drift.quality import DataQuality
 from driftloop.drift.report import list_reports, write_report
 from driftloop.drift.window import WindowDrift
 
@@ -53,10 +55,29 @@ def test_report_files_and_drift_agree(tmp_path, reference_rows):
     assert list_reports(tmp_path / "reports") == [files]
 
 
-def test_report_without_labels_and_bad_names(tmp_path):
+def test_report_without_labels_shows_evidently_quality_metrics_that_agree_with_ours(tmp_path):
+    """A broken window (a column nulled, a unit x1000, a new category): Evidently's own MissingValueCount,
+    OutRangeValueCount and OutListValueCount are in the report, with the shares drift.quality computes."""
     reference = window(500, 3, 0.0).drop_columns(["true_label"]).to_pandas()
-    files = write_report(reference, reference, tmp_path)
-    assert files.json.is_file() and not any("Accuracy" in m["metric_name"] for m in json.loads(files.json.read_text())["metrics"])
+    current = window(400, 4, 0.0).drop_columns(["true_label"]).to_pandas()
+    current["feature.age"] = None
+    current["feature.income"] *= 1000
+    current["feature.plan"] = np.where(np.arange(400) % 4 == 0, "enterprise", current["feature.plan"])
+    files = write_report(reference, current, tmp_path)
+    metrics = json.loads(files.json.read_text())["metrics"]
+    assert files.json.is_file() and not any("Accuracy" in m["metric_name"] for m in metrics)
+    theirs = {(m["config"]["type"].rsplit(":", 1)[1], m["config"]["column"]): m["value"]["share"]
+              for m in metrics if m["config"]["type"].endswith(("MissingValueCount", "OutRangeValueCount",
+                                                                 "OutListValueCount")) and "column" in m["config"]}
+    ours = DataQuality().check(ReferenceProfile.build(reference), current)
+    check = {"MissingValueCount": "missing", "OutRangeValueCount": "out_of_range", "OutListValueCount": "unseen_category"}
+    assert {key for key, share in theirs.items() if share > 0.2} == {
+        ("MissingValueCount", "feature.age"), ("OutRangeValueCount", "feature.income"),
+        ("OutListValueCount", "feature.plan")}
+    for (metric, column), share in theirs.items():
+        assert ours.by_check(check[metric])[column].share == pytest.approx(share), (metric, column)
+    assert {(r.feature, r.check) for r in ours.failures} == {
+        ("feature.age", "missing"), ("feature.income", "out_of_range"), ("feature.plan", "unseen_category")}
     with pytest.raises(ValueError, match="Invalid report name"):
-        write_report(reference, reference, tmp_path, name="../escape")
+        write_report(reference, current, tmp_path, name="../escape")
     assert list_reports(tmp_path / "nowhere") == []

@@ -45,7 +45,8 @@ def test_prometheus_scrapes_a_registered_endpoint(prometheus):
 def test_prometheus_loaded_the_shipped_alert_rules(prometheus):
     groups = get_json(f"{prometheus.url}/api/v1/rules")["data"]["groups"]
     alerts = {rule["name"] for group in groups for rule in group["rules"]}
-    assert {"DriftloopDatasetDrift", "DriftloopAccuracyDrop", "DriftloopDeadLetters"} <= alerts
+    assert {"DriftloopDatasetDrift", "DriftloopAccuracyDrop", "DriftloopDeadLetters",
+            "DriftloopEstimatedAccuracyBelowFloor", "DriftloopFeatureMostlyMissing"} <= alerts
 
 
 def test_service_registries_carry_no_created_series():

@@ -17,6 +17,7 @@ from driftloop.cli.common import (
     require_model,
     setup,
 )
+from driftloop.layout import ESTIMATOR_FILE
 
 app = typer.Typer(help="Reference profiles, the drift monitor, Evidently reports.", no_args_is_help=True)
 
@@ -37,6 +38,10 @@ def profile(
     with console.status("profiling the reference window"):
         folder, built = build_profile(settings, model, until - duration(window), until)
     console.print(f"profiled {built.rows} rows, {len(built.features)} columns -> {folder}")
+    if (folder / ESTIMATOR_FILE).is_file():
+        console.print(f"performance estimator fitted on its labelled rows -> {folder / ESTIMATOR_FILE}")
+    else:
+        console.print("no performance estimator: the reference needs labelled rows with probabilities (see the log)")
 
 
 @app.command("run")
