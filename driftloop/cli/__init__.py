@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from driftloop.cli import collect, curate, drift, root, stack
+from driftloop.cli import collect, curate, dashboards, drift, root, stack
 from driftloop.cli.common import CommandError, loaded
 from driftloop.settings import SettingsError
 
@@ -33,6 +33,7 @@ app.add_typer(collect.api_app, name="api")
 app.add_typer(collect.store_app, name="store")
 app.add_typer(drift.app, name="drift")
 app.add_typer(curate.app, name="curate")
+app.add_typer(dashboards.app, name="dashboards")
 app.command("config")(root.show_config)
 app.command("demo")(root.demo)
 
