@@ -114,6 +114,14 @@ class AlertmanagerSettings(_Part):
     group_interval_s: Annotated[float, Field(gt=0)] = 300.0
 
 
+class GrafanaSettings(_Part):
+    """The team's Grafana, for `driftloop dashboards publish` (none runs in the local stack)."""
+
+    url: str = ""
+    token: SecretStr | None = None
+    folder: str = Field(default="driftloop", pattern=r"^[A-Za-z0-9_-]{1,40}$")
+
+
 class RaySettings(_Part):
     """Ray for training. Empty `address` starts a local Ray (or joins RAY_ADDRESS when that is set).
 
@@ -385,6 +393,7 @@ class Settings(BaseSettings):
     stack: StackSettings = Field(default_factory=StackSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
+    grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     collector: CollectorSettings = Field(default_factory=CollectorSettings)

@@ -5,26 +5,9 @@ from __future__ import annotations
 import re
 
 import yaml
-from prometheus_client import CollectorRegistry
+from metric_names import exported_names
 
-from driftloop.collector.metrics import ApiMetrics, ProducerMetrics, StoreWriterMetrics
 from driftloop.dashboards import rule_files
-from driftloop.drift.checks import WindowChecksMetrics
-from driftloop.drift.monitor import DriftMetrics
-
-
-def exported_names() -> set[str]:
-    registry = CollectorRegistry()
-    StoreWriterMetrics(registry), ProducerMetrics(registry), ApiMetrics(registry)
-    registry.register(DriftMetrics([]))
-    registry.register(WindowChecksMetrics([]))
-    names = set()
-    for family in registry.collect():
-        names.add(family.name)
-        names.update(sample.name for sample in family.samples)
-        if family.type == "counter":
-            names.add(family.name + "_total")
-    return names
 
 
 def test_alert_rules_name_only_exported_metrics():

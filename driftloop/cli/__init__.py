@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from driftloop.cli import collect, curate, drift, gate, models, retrain, root, serve, shadow, stack
+from driftloop.cli import collect, curate, dashboards, drift, gate, models, retrain, root, serve, shadow, stack
 from driftloop.cli.common import CommandError, loaded
 from driftloop.settings import SettingsError
 
@@ -38,6 +38,7 @@ app.add_typer(retrain.app, name="retrain")
 app.command("serve")(serve.serve)
 app.add_typer(shadow.app, name="shadow")
 app.add_typer(gate.app, name="gate")
+app.add_typer(dashboards.app, name="dashboards")
 app.command("config")(root.show_config)
 app.command("demo")(root.demo)
 
