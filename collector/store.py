@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +33,8 @@ FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 FIRST_WRITTEN = "kafka_timestamp NULLS LAST, kafka_partition, kafka_offset"
 FIRST_OF_EACH_EVENT = f"QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY {FIRST_WRITTEN}) = 1"
+# What DuckDB says when a file it was given, or had listed, is gone (compaction replaced it).
+VANISHED_FILE = ("No such file", "No files found that match the pattern")
 READ_ONLY_STATEMENTS = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
 BASE_COLUMNS = pa.schema([("event_id", pa.string()), ("request_id", pa.string()), ("timestamp", pa.timestamp("us", tz="UTC"))])
 # A feedback event labels a prediction of the same request when its time lies in
@@ -99,18 +101,16 @@ class Store:
                 return None
             source = "'" + str(folder / "**" / "*.parquet").replace("'", "''") + "'"
         else:
-            files = self._files(kind, model, start, end)
-            if not files:
+            # Each hour folder as a pattern DuckDB expands as it reads: compaction may replace the files
+            # between our listing and its read, not between its own listing and its read.
+            folders = [folder for folder, _ in self._hour_folders(kind, model, start, end) if self._parquet_files(folder)]
+            if not folders:
                 return None
-            source = "[" + ", ".join("'" + str(path).replace("'", "''") + "'" for path in files) + "]"
+            source = "[" + ", ".join("'" + os.path.join(folder, "*.parquet").replace("'", "''") + "'"
+                                     for folder in folders) + "]"
         files = f"read_parquet({source}, hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
         # Files written before the store kept each record's Kafka time lack `kafka_timestamp`: null there.
         return f"(SELECT * FROM {files} UNION ALL BY NAME SELECT NULL::TIMESTAMPTZ AS kafka_timestamp WHERE false)"
-
-    def _files(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[str]:
-        """Files of `kind` (of `model`) in the hour folders that can hold event times in [start, end]."""
-        return [os.path.join(folder, name) for folder, _ in self._hour_folders(kind, model, start, end)
-                for name in self._parquet_files(folder)]
 
     def _hour_folders(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[tuple[str, str]]:
         """(folder, "date=…/hour=…") of each hour folder whose hour overlaps [start, end], oldest first."""
@@ -132,8 +132,15 @@ class Store:
                     folders.append((os.path.join(day_folder, f"hour={hour}"), f"date={day}/hour={hour}"))
         return folders
 
-    def _query(self, sql: str, params: list) -> pa.Table:
+    def _query(self, kind: str, model: str | None, start: datetime, end: datetime,
+               select: Callable[[str], tuple[str, list]]) -> pa.Table:
+        """Run `select(scan)` (SQL and its parameters) over the files of `kind` in the window; an empty table
+        when there are none. The files are listed again when compaction replaced one before DuckDB read it."""
         def query() -> pa.Table:
+            scan = self._scan(kind, model, start, end)
+            if scan is None:
+                return BASE_COLUMNS.empty_table()
+            sql, params = select(scan)
             with duckdb.connect() as connection:
                 connection.execute("SET TimeZone = 'UTC'")
                 return connection.sql(sql, params=params).to_arrow_table()
@@ -172,11 +179,8 @@ class Store:
                       version: str | None = None) -> pa.Table:
         """Events of `kind` (prediction or shadow) of `model` in [start, end), oldest first, each event once."""
         start, end = _window(start, end)
-        scan = self._scan(kind, model, start, end)
-        if scan is None:
-            return BASE_COLUMNS.empty_table()
         where_version = "" if version is None else "AND model_version = ?"
-        return self._query(
+        return self._query(kind, model, start, end, lambda scan: (
             f"""SELECT * EXCLUDE (model, date, hour) FROM {scan}
                 WHERE model = ? AND model_name = ? AND date >= ? AND date <= ? AND timestamp >= ? AND timestamp < ?
                 {where_version}
@@ -184,21 +188,18 @@ class Store:
                 ORDER BY timestamp, event_id""",
             [urllib.parse.unquote(model_folder(model)), model, _day(start), _day(end), start, end,
              *([] if version is None else [str(version)])],
-        )
+        ))
 
     def feedback(self, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
         """Feedback with timestamps in [start, end), oldest first, each event once."""
         start, end = _window(start, end)
-        scan = self._scan("feedback", None, start, end)
-        if scan is None:
-            return BASE_COLUMNS.empty_table()
-        return self._query(
+        return self._query("feedback", None, start, end, lambda scan: (
             f"""SELECT * EXCLUDE (date, hour) FROM {scan}
                 WHERE date >= ? AND date <= ? AND timestamp >= ? AND timestamp < ?
                 {FIRST_OF_EACH_EVENT}
                 ORDER BY timestamp, event_id""",
             [_day(start), _day(end), start, end],
-        )
+        ))
 
     def labelled(
         self, model: str, start: datetime | None = None, end: datetime | None = None,
@@ -231,15 +232,19 @@ class Store:
     def _join(self, model: str, start, end, horizon: timedelta, labelled: bool) -> pa.Table:
         predictions = self.predictions(model, start, end)
         start, end = _window(start, end)
-        feedback_scan = self._scan("feedback", None, max(start - CLOCK_SKEW, FAR_PAST), min(end + horizon, FAR_FUTURE))
-        if predictions.num_rows == 0 or feedback_scan is None:
-            return predictions if not labelled else _with_label_columns(predictions.slice(0, 0))
-        feedback = f"SELECT event_id, request_id, timestamp, label, rating, source, kafka_offset FROM {feedback_scan}"
-        with duckdb.connect() as connection:
-            connection.execute("SET TimeZone = 'UTC'")
-            connection.register("p", predictions)
-            sql = LATEST_LABEL if labelled else WITHOUT_LABEL
-            return connection.sql(sql.format(feedback=feedback), params=[CLOCK_SKEW, horizon]).to_arrow_table()
+
+        def join() -> pa.Table:
+            scan = self._scan("feedback", None, max(start - CLOCK_SKEW, FAR_PAST), min(end + horizon, FAR_FUTURE))
+            if predictions.num_rows == 0 or scan is None:
+                return predictions if not labelled else _with_label_columns(predictions.slice(0, 0))
+            feedback = f"SELECT event_id, request_id, timestamp, label, rating, source, kafka_offset FROM {scan}"
+            with duckdb.connect() as connection:
+                connection.execute("SET TimeZone = 'UTC'")
+                connection.register("p", predictions)
+                sql = LATEST_LABEL if labelled else WITHOUT_LABEL
+                return connection.sql(sql.format(feedback=feedback), params=[CLOCK_SKEW, horizon]).to_arrow_table()
+
+        return _again_if_compacted(join)
 
     def _partition_values(self, folder: str, key: str) -> list[str]:
         """The values of the `key=value` subfolders of `folder`, sorted."""
@@ -342,12 +347,13 @@ class Store:
 
 
 def _again_if_compacted(query, attempts: int = 5) -> pa.Table:
-    """Run `query`; when compaction replaced a file between DuckDB's listing and its read, list again."""
+    """Run `query`; when compaction replaced a file between the listing and DuckDB's read, run it again
+    (`query` lists the files itself)."""
     for attempt in range(attempts):
         try:
             return query()
         except duckdb.IOException as error:
-            if attempt == attempts - 1 or "No such file" not in str(error):
+            if attempt == attempts - 1 or not any(sign in str(error) for sign in VANISHED_FILE):
                 raise
             time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -7,6 +7,7 @@ label wins. Feedback outside that interval labels nothing and corrects nothing.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -152,3 +153,36 @@ def test_an_incremental_reader_reads_on_across_a_compaction(tmp_path):
     write_to_store(store_dir, "prediction", documents[35:40], "p", 0, offset)
     after = Store(store_dir).arrived("prediction", hour, first.position, model="churn", columns=["event_id"])
     assert after.rows["event_id"].to_pylist() == [d["event_id"] for d in documents[30:40]]
+
+
+def test_readers_of_a_window_never_fail_while_compaction_replaces_its_files(tmp_path):
+    """A reader lists a window's files, then DuckDB reads them; compaction may merge them in between.
+    The read is then made again on a new listing: every read sees every row, never an error."""
+    store_dir = tmp_path / "store"
+    hour = T0.replace(minute=0)
+    documents = [{**d, "timestamp": (hour + timedelta(seconds=i)).isoformat()}
+                 for i, d in enumerate(prediction_documents(600, model="churn"))]
+    offset = write_to_store(store_dir, "prediction", documents[:2], "p", 0, 0)
+    store, stop, failures = Store(store_dir), threading.Event(), []
+
+    def read_all_the_time():
+        while not stop.is_set():
+            try:
+                store.predictions("churn", hour, hour + timedelta(hours=1))
+                store.labelled("churn", hour, hour + timedelta(hours=1))
+            except Exception as error:  # what a reader would have seen
+                failures.append(error)
+
+    reader = threading.Thread(target=read_all_the_time)
+    reader.start()
+    try:
+        folder = None
+        for start in range(2, 600, 2):
+            offset = write_to_store(store_dir, "prediction", documents[start:start + 2], "p", 0, offset)
+            folder = folder or next((store_dir / "predictions").rglob("hour=*"))
+            compact(folder, PendingIndex(store_dir), threshold=3)
+    finally:
+        stop.set()
+        reader.join()
+    assert not failures, failures[:3]
+    assert store.predictions("churn", hour, hour + timedelta(hours=1)).num_rows == 600
