@@ -80,6 +80,11 @@ def fixed_n_power(rng: np.random.Generator, delta: float, n: int, alpha: float, 
     return float(np.mean(stats.binom.sf(wins - 1, wins + losses, 0.5) <= alpha))
 
 
+def finite_or_none(value: float) -> float | None:
+    """A median of runs that mostly never promoted is infinite: JSON has no Infinity, so it is null."""
+    return value if np.isfinite(value) else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=2000, help="runs per scenario (>= 1000 for the figures)")
@@ -116,11 +121,11 @@ def main() -> None:
     figures = {
         "false_promotion_rate": round(float(false_promotions), 4),
         "naive_false_promotion_rate": round(float(naive_false_promotions), 4),
-        "median_labels_to_promote_5pt": medians[5],
+        "median_labels_to_promote_5pt": finite_or_none(medians[5]),
         "fixed_n_labels_5pt": n_fixed,
-        "median_labels_to_promote_3pt": medians[3],
-        "median_labels_to_promote_10pt": medians[10],
-        "ratio_median_to_fixed_n_5pt": round(ratio, 3),
+        "median_labels_to_promote_3pt": finite_or_none(medians[3]),
+        "median_labels_to_promote_10pt": finite_or_none(medians[10]),
+        "ratio_median_to_fixed_n_5pt": finite_or_none(round(ratio, 3)),
         "promoted_within_max_labels": {f"{points}pt": promoted[points] for points in promoted},
         "fixed_n_simulated_power_5pt": round(power, 4),
         "alpha": alpha,
@@ -131,7 +136,7 @@ def main() -> None:
     }
     print(json.dumps(figures, indent=2))
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(figures, indent=2) + "\n")
+    args.json_out.write_text(json.dumps(figures, indent=2, allow_nan=False) + "\n")
 
 
 if __name__ == "__main__":
