@@ -168,6 +168,40 @@ def test_registry_errors_list_the_valid_values():
         get_statistic("ks").score(CategoricalFeature("c", ("a",), (3,), 0), ["a"])
 
 
+@pytest.mark.parametrize(("n", "m"), [(30, 20), (1000, 1000), (5000, 300), (10_000, 7), (10_001, 50), (700, 1)],
+                         ids=lambda v: str(v))
+@pytest.mark.parametrize("ties", [False, True], ids=["continuous", "ties"])
+def test_ks_p_value_is_scipy_ks_2samp_to_the_last_digit(n, m, ties):
+    """Exact (both sides up to 10,000) and asymptotic sizes, with and without ties, drift and no drift."""
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(n + m)
+    for shift in (0.0, 0.3):
+        reference, current = rng.normal(size=n), rng.normal(shift, size=m)
+        if ties:
+            reference, current = reference.round(1), current.round(1)
+        ours = get_statistic("ks").score(NumericFeature.from_values("x", reference), current).score
+        assert ours == ks_2samp(reference, current).pvalue
+
+
+def test_statistics_use_only_public_scipy_api():
+    """A private scipy name (scipy.x._y, or _name) may move in any release: the drift package imports none."""
+    import ast
+    from pathlib import Path
+
+    private = []
+    for path in (Path(__file__).resolve().parents[1] / "drift").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("scipy"):
+                if any(part.startswith("_") for part in node.module.split(".")) \
+                        or any(alias.name.startswith("_") for alias in node.names):
+                    private.append(f"{path.name}: from {node.module} import {[a.name for a in node.names]}")
+            elif isinstance(node, ast.Import):
+                private += [f"{path.name}: import {a.name}" for a in node.names
+                            if a.name.startswith("scipy") and any(p.startswith("_") for p in a.name.split("."))]
+    assert private == []
+
+
 def test_numeric_column_with_strings_is_a_clear_error():
     with pytest.raises(ValueError, match="should be numeric"):
         get_statistic("ks").score(NumericFeature.from_values("x", [1.0, 2.0]), np.array(["a", "b"], dtype=object))
