@@ -30,6 +30,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,19 +219,36 @@ class ReferenceProfile:
         return cls(features=features, rows=len(table), performance=_performance(table, prediction, target))
 
     def save(self, folder: str | Path) -> Path:
-        """Write `profile.json` and one `numeric_<i>.npy` per numeric column into `folder`; return the folder."""
+        """Write `profile.json` and one `numeric_<i>.npy` per numeric column as `folder`; return the folder.
+
+        The files are written (and flushed to disk) into a new folder beside
+        `folder`, which then takes its place by rename: a crash leaves either
+        the previous profile whole or the new one whole, never a mix that
+        loads. `folder` is the profile: anything else in it goes with the
+        previous profile.
+        """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        documents = []
-        for index, feature in enumerate(self.features.values()):
-            document = feature._meta()
-            if isinstance(feature, NumericFeature):
-                document["values_file"] = f"numeric_{index:04d}.npy"
-                np.save(folder / document["values_file"], feature.values, allow_pickle=False)
-            documents.append(document)
-        performance = None if self.performance is None else vars(self.performance)
-        manifest = {"format_version": FORMAT_VERSION, "rows": self.rows, "performance": performance, "features": documents}
-        (folder / "profile.json").write_text(json.dumps(manifest, indent=1, allow_nan=True))
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.partial")
+        staging.mkdir()
+        try:
+            documents = []
+            for index, feature in enumerate(self.features.values()):
+                document = feature._meta()
+                if isinstance(feature, NumericFeature):
+                    document["values_file"] = f"numeric_{index:04d}.npy"
+                    _write_durably(staging / document["values_file"],
+                                   lambda file, values=feature.values: np.save(file, values, allow_pickle=False))
+                documents.append(document)
+            performance = None if self.performance is None else vars(self.performance)
+            manifest = {"format_version": FORMAT_VERSION, "rows": self.rows, "performance": performance,
+                        "features": documents}
+            text = json.dumps(manifest, indent=1, allow_nan=True).encode()
+            _write_durably(staging / "profile.json", lambda file: file.write(text))
+            _replace_folder(staging, folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return folder
 
     @classmethod
@@ -251,6 +271,40 @@ class ReferenceProfile:
                     **{**document, "categories": tuple(document["categories"]), "counts": tuple(document["counts"])})
         performance = manifest["performance"]
         return cls(features=features, rows=manifest["rows"], performance=None if performance is None else Performance(**performance))
+
+
+def _write_durably(path: Path, write) -> None:
+    """Create `path`, let `write(file)` fill it, and flush it to disk before returning."""
+    with open(path, "xb") as file:
+        write(file)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _replace_folder(staging: Path, folder: Path) -> None:
+    """Move the complete `staging` folder to `folder`, the previous `folder` (if any) out of the way first.
+
+    Between the two renames `folder` is absent for a moment (a crash there
+    leaves the previous profile beside it, as `.<name>.<id>.previous`); it is
+    never partly written.
+    """
+    _fsync_folder(staging)
+    previous = None
+    if folder.exists():
+        previous = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.previous")
+        os.rename(folder, previous)
+    os.rename(staging, folder)
+    _fsync_folder(folder.parent)
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def profiled_columns(names: Sequence[str], prediction: str = "label") -> list[str]:

@@ -64,6 +64,34 @@ def test_save_load_round_trip_is_identical(tmp_path):
     assert WindowDrift().score(loaded, window) == WindowDrift().score(profile, window)
 
 
+def test_a_save_that_fails_midway_leaves_the_previous_profile_whole(tmp_path, monkeypatch):
+    """A crash while the second column is written (disk full, say): the folder still loads the old profile."""
+    old = ReferenceProfile.build(store_table(1000, 1))
+    new = ReferenceProfile.build(store_table(1500, 2, shift=1.0))
+    folder = old.save(tmp_path / "profile")
+    real_save, calls = np.save, []
+
+    def failing_save(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("No space left on device")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(np, "save", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        new.save(folder)
+    monkeypatch.undo()
+    assert ReferenceProfile.load(folder) == old
+    assert [p.name for p in tmp_path.iterdir()] == ["profile"]  # nothing half-written left beside it
+    with pytest.raises(OSError):
+        monkeypatch.setattr(np, "save", failing_save)
+        calls.clear()
+        new.save(tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()
+    monkeypatch.undo()
+    assert ReferenceProfile.load(new.save(folder)) == new
+
+
 def test_window_scoring_reads_only_the_profile():
     """The statistics see the stored sorted values, never the reference frame, and match scipy on the raw data."""
     rng = np.random.default_rng(3)
