@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from driftloop.drift.profile import ReferenceProfile
-from driftloop.drift.stats import get_statistic
+from driftloop.drift.stats import STATISTICS, get_statistic
 from driftloop.drift.window import WindowDrift
 
 EVIDENTLY_NAMES = {
@@ -122,7 +122,7 @@ def test_stattest_functions_agree(evidently, method, size, shift):
     for column, column_type in column_types.items():
         if method in ("ks", "wasserstein") and column == "k":
             continue
-        statistic = get_statistic(method)
+        statistic = get_statistic(method, threshold=STATISTICS[method].default_threshold)
         value, drifted = evidently[method](reference[column], current[column], column_type, statistic.threshold)
         result = statistic.score(profile.features[column], current[column])
         assert result.score == pytest.approx(float(value), rel=1e-9, abs=1e-12), column
