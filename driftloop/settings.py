@@ -33,7 +33,7 @@ DriftMethod = Literal["auto", "evidently", "ks", "wasserstein", "psi", "jensensh
                       "chisquare_evidently", "z"]
 DetectorName = Literal["adwin", "page_hinkley", "ddm", "cusum"]
 StrategyName = Literal["random", "least_confidence", "margin", "entropy", "k_center", "cluster_margin",
-                       "drift_targeted"]
+                       "drift_targeted", "badge", "hybrid"]
 
 
 class _Part(BaseModel):
@@ -155,7 +155,7 @@ class DriftSettings(_Part):
 class CurationSettings(_Part):
     """Active learning (`driftloop curate`): defaults for selecting batches and building snapshots."""
 
-    strategy: StrategyName = "margin"
+    strategy: StrategyName = "hybrid"  # robust at a cold start after a drift (docs/curation.md)
     budget: Annotated[int, Field(ge=1)] = 100
     window_hours: Annotated[float, Field(gt=0)] = 24.0
     balanced: bool = False
