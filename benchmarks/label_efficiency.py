@@ -58,7 +58,7 @@ learning-curve plot docs/images/label_efficiency.png.
 
 Single process, one thread per BLAS/OpenMP pool; prints one line per dataset, strategy and seed.
 
-    ~/.cache/driftloop/venv/bin/python benchmarks/label_efficiency.py           # about 40 minutes on 2 cores
+    ~/.cache/driftloop/venv/bin/python benchmarks/label_efficiency.py --seeds 5 # 28 minutes on 2 busy cores (10 seeds: twice that)
 
 A quick check (about 2 minutes; random may then miss on digits, whose budget is halved), written
 away from the real results: add ``--seeds 2 --budget-scale 0.5 --output /tmp/le.json --figure
