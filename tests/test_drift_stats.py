@@ -59,7 +59,7 @@ def profile_of(name: str, kind: str, values) -> NumericFeature | CategoricalFeat
 
 # The false-alarm contract: every statistic's default (calibrated) verdict alarms at rate alpha on windows
 # without drift, whatever the two sizes. Reference sizes x window sizes, over references and windows (seeded);
-# the benchmark (benchmarks/calibration.py) measures the same table over 2,000 draws a cell.
+# the benchmark (benchmarks/calibration.py) measures the same table for auto, evidently and Evidently itself.
 CONTRACT_REFERENCES = {1_000: 20, 10_000: 5, 100_000: 3}  # references per size: the small ones' own noise matters
 CONTRACT_WINDOWS = (30, 100, 1_000)
 CONTRACT_DRAWS = 200  # windows per cell, spread over the references
