@@ -3,10 +3,11 @@
 After a drift the live model is wrong and labels are the scarce resource. This measures how many
 labels each strategy in `curation.strategies.STRATEGIES` needs before the retrained model reaches
 95% of the accuracy it would have with the whole pool labelled, against the `random` strategy
-(the baseline) on the same splits, model and rounds. Target: the best strategy needs at most half
-the labels random sampling needs.
+(the baseline) on the same splits, model and rounds. Targets, for the default strategy
+(`CurationSettings.strategy`): never more labels than random on any dataset (worst-case ratio <= 1.0)
+and at most 0.6 x random's on the geometric mean over the datasets.
 
-Datasets, both shipped in packages:
+Datasets, from what packages ship (scikit-learn, River) or generated:
 - digits-rotated: scikit-learn's bundled 8x8 digits (pixels scaled to [0, 1]). Reference (the
   live model's training data): 600 original images. Current stream: the other 1,197 images
   rotated by 45 degrees (a covariate shift that takes the live model from about 0.96 to 0.17
@@ -17,6 +18,17 @@ Datasets, both shipped in packages:
   keep their distribution, only the rule changes (a concept drift that leaves the live model at
   about 0.48 accuracy). Reference: 1,000 rows before the change; pool 2,000 and test 2,000 rows
   after it. Model: HistGradientBoostingClassifier. Budget: 1,000 labels in batches of 25.
+- blobs-one-class-uncertain (generated): four Gaussian classes in the first two of 8 features;
+  after the drift class 2 (40 % of the rows) moves to the point where the old class regions meet.
+  The live model is confidently right on classes 0, 1 and 3 and unsure only of class 2 rows: the
+  cold start where uncertainty points at one class. Reference, pool and test 800 rows each.
+  LogisticRegression; batches of 10, up to 200 labels.
+- led-drift: River's LED digits (24 binary segments, 10 classes, 10 % noise) before, LEDDrift with
+  7 segments swapped after (the inputs and the rule move together). Reference 1,000, pool 1,500,
+  test 1,000. LogisticRegression; batches of 20, up to 600 labels.
+- hyperplane-concept: River's Hyperplane (10 uniform features, 5 % noise): the same inputs, a new
+  random hyperplane as the rule (a second pure concept drift, partial: the live model keeps about
+  0.7-0.87). Reference 1,000, pool 1,500, test 1,500. LogisticRegression; batches of 10, up to 300.
 
 Protocol, per dataset, seed and strategy (a seed fixes the split and every generator):
 1. The live model, fit on the reference, scores the unlabelled pool (`Pool.scored_by`).
@@ -39,14 +51,14 @@ Labels to 95%: where the seed-mean curve first reaches 0.95 x the seed-mean full
 linearly interpolated between the two grid points around the crossing; null when the budget runs
 out first (a miss). Ratio vs random: that count over random's; `ratio_vs_random_per_seed` gives
 the same ratio seed by seed (each seed's curve against 95% of its own full-label accuracy), for
-the spread the mean hides. The best strategy is the one with the smallest worst-case ratio over
-the datasets (a miss counts as infinite): a strategy earns the title by being efficient on both
-kinds of drift, not on average. Also written: the learning-curve plot
-docs/images/label_efficiency.png.
+the spread the mean hides. `best_labels_ratio_vs_random` is the default strategy's worst case over
+the datasets and `geomean_labels_ratio_vs_random` its geometric mean (a miss counts as infinite);
+`most_robust_strategy` is the strategy with the smallest worst case. Also written: the
+learning-curve plot docs/images/label_efficiency.png.
 
 Single process, one thread per BLAS/OpenMP pool; prints one line per dataset, strategy and seed.
 
-    ~/.cache/driftloop/venv/bin/python benchmarks/label_efficiency.py           # about 15 minutes on 2 cores
+    ~/.cache/driftloop/venv/bin/python benchmarks/label_efficiency.py --seeds 5 # 28 minutes on 2 busy cores (10 seeds: twice that)
 
 A quick check (about 2 minutes; random may then miss on digits, whose budget is halved), written
 away from the real results: add ``--seeds 2 --budget-scale 0.5 --output /tmp/le.json --figure
@@ -86,7 +98,8 @@ from driftloop.drift.multivariate import DomainClassifierTest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "label_efficiency.json"
 FIGURE = ROOT / "docs" / "images" / "label_efficiency.png"
-TARGET_RATIO = 0.5
+TARGET_WORST = 1.0
+TARGET_GEOMEAN = 0.6
 SHARE_OF_FULL = 0.95
 BASELINE = "random"
 
@@ -145,6 +158,49 @@ def agrawal_concept(seed: int, reference_rows: int = 1_000, pool_rows: int = 2_0
     )
 
 
+def blobs_one_class_uncertain(seed: int, rows: int = 800, features: int = 8) -> Split:
+    """Four Gaussian classes in the first two of 8 features; after the drift class 2 sits where the old regions meet.
+
+    Classes 0, 1 and 3 (20 % each, spread 0.6) stay put; class 2 (40 %, spread 1) moves from (0, 3) to the origin.
+    The live model's least certain rows are then all of class 2, and it is confidently right on the others:
+    uncertainty sampling takes every label from one class, and the model cannot even be refit.
+    """
+    rng = np.random.default_rng(seed)
+    before = np.array([[-3.0, 0.0], [3.0, 0.0], [0.0, 3.0], [0.0, -3.0]])
+    after = before.copy()
+    after[2] = [0.0, 0.0]
+    spreads, shares = np.array([0.6, 0.6, 1.0, 0.6]), np.array([0.2, 0.2, 0.4, 0.2])
+
+    def draw(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.choice(len(centres), rows, p=shares)
+        x = rng.normal(0.0, 1.0, (rows, features))
+        x[:, :2] = x[:, :2] * spreads[y][:, None] + centres[y]
+        return x, y
+
+    (rx, ry), (px, py), (tx, ty) = draw(before), draw(after), draw(after)
+    return Split(rx, ry, px, py, tx, ty)
+
+
+def _river_rows(stream, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    taken = list(itertools.islice(stream, rows))
+    return (np.array([[float(v) for v in x.values()] for x, _ in taken]), np.array([int(y) for _, y in taken]))
+
+
+def led_drift(seed: int, reference_rows: int = 1_000, pool_rows: int = 1_500, test_rows: int = 1_000) -> Split:
+    """River's LED digits (24 binary features, 10 classes) before, then LEDDrift with 7 of the segments swapped."""
+    rx, ry = _river_rows(synth.LED(seed=seed, noise_percentage=0.1, irrelevant_features=True), reference_rows)
+    x, y = _river_rows(synth.LEDDrift(seed=seed + 10_000, noise_percentage=0.1, irrelevant_features=True,
+                                      n_drift_features=7), pool_rows + test_rows)
+    return Split(rx, ry, x[:pool_rows], y[:pool_rows], x[pool_rows:], y[pool_rows:])
+
+
+def hyperplane_concept(seed: int, reference_rows: int = 1_000, pool_rows: int = 1_500, test_rows: int = 1_500) -> Split:
+    """River's Hyperplane (10 uniform features): the same inputs, a new random hyperplane as the rule (concept drift)."""
+    rx, ry = _river_rows(synth.Hyperplane(seed=seed, n_features=10, noise_percentage=0.05), reference_rows)
+    x, y = _river_rows(synth.Hyperplane(seed=seed + 10_000, n_features=10, noise_percentage=0.05), pool_rows + test_rows)
+    return Split(rx, ry, x[:pool_rows], y[:pool_rows], x[pool_rows:], y[pool_rows:])
+
+
 DATASETS = {
     "digits-rotated": Dataset(
         "digits-rotated",
@@ -163,11 +219,38 @@ DATASETS = {
         batch=25,
         budget=1_000,
     ),
+    "blobs-one-class-uncertain": Dataset(
+        "blobs-one-class-uncertain",
+        "generated: 4 Gaussian classes in 2 of 8 features; after the drift class 2 (40 %) moves to where the old "
+        "regions meet, so the live model's uncertain rows are all class 2; reference, pool and test 800 rows each",
+        blobs_one_class_uncertain,
+        LogisticRegression(max_iter=1_000),
+        batch=10,
+        budget=200,
+    ),
+    "led-drift": Dataset(
+        "led-drift",
+        "River LED (24 binary features, 10 digits) -> LEDDrift with 7 segments swapped; "
+        "reference 1,000 rows before, pool 1,500 and test 1,000 after",
+        led_drift,
+        LogisticRegression(max_iter=1_000),
+        batch=20,
+        budget=600,
+    ),
+    "hyperplane-concept": Dataset(
+        "hyperplane-concept",
+        "River Hyperplane (10 features): the inputs unchanged, a new random hyperplane as the rule; "
+        "reference 1,000 rows before, pool 1,500 and test 1,500 after",
+        hyperplane_concept,
+        LogisticRegression(max_iter=1_000),
+        batch=10,
+        budget=300,
+    ),
 }
 
 
 def build_strategy(name: str, seed: int) -> Strategy:
-    if name in ("random", "k_center", "cluster_margin"):
+    if name in ("random", "k_center", "cluster_margin", "badge", "hybrid"):
         return make_strategy(name, seed=seed)
     if name == "drift_targeted":
         return make_strategy(name, domain_scorer=DomainClassifierTest(seed=seed))
@@ -290,6 +373,20 @@ def run_dataset(dataset: Dataset, strategies: list[str], seeds: int, budget_scal
     }
 
 
+def default_strategy() -> str:
+    from driftloop.settings import CurationSettings
+
+    return CurationSettings().strategy
+
+
+def summary_of(results: dict[str, dict], name: str) -> tuple[float | None, float | None]:
+    """`name`'s worst-case and geometric-mean ratio over the datasets (None if it or random missed anywhere)."""
+    ratios = [r["ratio_vs_random"].get(name) for r in results.values()]
+    if not ratios or any(x is None for x in ratios):
+        return None, None
+    return max(ratios), float(np.exp(np.mean(np.log(ratios))))
+
+
 def best(results: dict[str, dict], strategies: list[str]) -> tuple[str | None, float | None]:
     """The non-random strategy with the smallest worst-case ratio over the datasets (a miss: infinite)."""
     worst = {}
@@ -313,7 +410,8 @@ def plot(results: dict[str, dict], path: Path) -> None:
 
     names = list(next(iter(results.values()))["curves"])
     colours = dict(zip([n for n in names if n != BASELINE], plt.get_cmap("tab10").colors, strict=False))
-    figure, axes = plt.subplots(2, len(results), figsize=(6.8 * len(results), 9.5), squeeze=False)
+    default = default_strategy()
+    figure, axes = plt.subplots(2, len(results), figsize=(5.6 * len(results), 9.5), squeeze=False)
     for column, (dataset, result) in enumerate(results.items()):
         threshold = result["threshold_accuracy"]
         seeds = len(result["ratio_vs_random_per_seed"][BASELINE])
@@ -329,11 +427,14 @@ def plot(results: dict[str, dict], path: Path) -> None:
                 needed = result["labels_to_95"][name]
                 if name == BASELINE:
                     style = {"color": "black", "linestyle": "--", "linewidth": 2.2, "zorder": 3}
+                elif name == default:
+                    style = {"color": colours[name], "linewidth": 3.2, "zorder": 4}
                 elif name == "least_confidence":  # wide and faint: on two classes margin ranks alike and covers it
                     style = {"color": colours[name], "linewidth": 3.4, "alpha": 0.55}
                 else:
                     style = {"color": colours[name], "linewidth": 1.6}
-                text = f"{name}: {'not reached' if needed is None else f'{needed:.0f}'}"
+                label = f"{name} (default)" if name == default else name
+                text = f"{label}: {'not reached' if needed is None else f'{needed:.0f}'}"
                 axis.plot(labels, mean, label=text, **style)
                 if needed is not None:
                     axis.plot([needed], [threshold], "o", color=style["color"], markersize=6, zorder=4)
@@ -383,13 +484,24 @@ def main() -> None:
             print(f"  labels to 95%: {results[name]['labels_to_95']}", flush=True)
             print(f"  ratio vs random: {results[name]['ratio_vs_random']}", flush=True)
 
-    best_strategy, best_ratio = best(results, strategies)
+    robust, robust_ratio = best(results, strategies)
+    default = default_strategy()
+    worst, geomean = summary_of(results, default)
     document = {
-        "best_strategy": best_strategy,
-        "best_labels_ratio_vs_random": None if best_ratio is None else round(best_ratio, 3),
-        "target_ratio": TARGET_RATIO,
-        "met": best_ratio is not None and best_ratio <= TARGET_RATIO,
-        "best_rule": "smallest worst-case ratio over the datasets; a miss (never reaching 95%) counts as infinite",
+        "default_strategy": default,
+        "best_labels_ratio_vs_random": None if worst is None else round(worst, 3),
+        "geomean_labels_ratio_vs_random": None if geomean is None else round(geomean, 3),
+        "targets": {"best_labels_ratio_vs_random": TARGET_WORST, "geomean_labels_ratio_vs_random": TARGET_GEOMEAN},
+        "met": worst is not None and worst <= TARGET_WORST and geomean <= TARGET_GEOMEAN,
+        "ratio_rule": "best_labels_ratio_vs_random: the default strategy's worst case over the datasets; "
+                      "a miss (never reaching 95%) counts as infinite",
+        "most_robust_strategy": robust,
+        "most_robust_worst_ratio": None if robust_ratio is None else round(robust_ratio, 3),
+        "strategy_summary": {
+            name: dict(zip(("worst", "geomean"), [None if v is None else round(v, 3) for v in summary_of(results, name)],
+                           strict=True))
+            for name in strategies if name != BASELINE
+        },
         "share_of_full_label_accuracy": SHARE_OF_FULL,
         "labels_to_95_rule": "first crossing of the seed-mean curve, linearly interpolated between grid points",
         "baseline": BASELINE,

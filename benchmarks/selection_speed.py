@@ -3,7 +3,7 @@
 Targets: under 10 s for the uncertainty strategies (least_confidence, margin,
 entropy; random and the balance and duplicate guards around margin are held to
 the same), under 60 s for the diversity and hybrid ones (k_center,
-cluster_margin, drift_targeted). Every registered strategy is timed, each on the
+cluster_margin, drift_targeted, badge, hybrid). Every registered strategy is timed, each on the
 same pool.
 
 Data, generated (numpy default_rng, --seed): pool rows from N(0, I) with the last
@@ -84,6 +84,8 @@ TARGETS = {  # every registered strategy needs a target here: a new one fails lo
     "k_center": DIVERSITY_SECONDS,
     "cluster_margin": DIVERSITY_SECONDS,
     "drift_targeted": DIVERSITY_SECONDS,
+    "badge": DIVERSITY_SECONDS,
+    "hybrid": DIVERSITY_SECONDS,
 }
 GUARDS = (  # (name, balanced, deduplicated) around margin
     ("margin+balanced", True, False),
@@ -124,6 +126,8 @@ def builders() -> dict[str, Callable[[], Strategy]]:
         "random": {"seed": SEED},
         "k_center": {"seed": SEED},
         "cluster_margin": {"seed": SEED},
+        "badge": {"seed": SEED},
+        "hybrid": {"seed": SEED},
     }
     unknown = set(STRATEGIES) - set(TARGETS)
     if unknown:

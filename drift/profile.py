@@ -30,6 +30,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +41,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-FORMAT_VERSION = 1
+from driftloop.drift.calibration import WassersteinNull
+
+FORMAT_VERSION = 2  # 2: numeric columns keep their Wasserstein null (drift.calibration); 1 still loads
+READABLE_VERSIONS = (1, 2)
 KINDS = ("numeric", "categorical")
 ROLES = ("feature", "prediction", "probability", "score")
 INTEGER_CARDINALITY_LIMIT = 10  # Evidently: an integer column with <= 10 distinct values is categorical
@@ -74,12 +80,28 @@ class NumericFeature:
     role: str = "feature"
     kind: str = field(default="numeric", init=False)
     prefix_: np.ndarray = field(init=False, repr=False)
+    null_: WassersteinNull | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         values = np.ascontiguousarray(self.values, dtype=np.float64)
         object.__setattr__(self, "values", values)
         # Prefix sums of values centred on the median: Wasserstein integrates the reference CDF with them.
         object.__setattr__(self, "prefix_", np.concatenate(([0.0], np.cumsum(values - self.centre))))
+
+    def null(self) -> WassersteinNull:
+        """The normed Wasserstein distance's null distribution (`drift.calibration`), computed once and kept.
+
+        `ReferenceProfile.save` writes it with the profile, so a loaded profile
+        scores a window at the window's cost alone.
+        """
+        if self.null_ is None:
+            object.__setattr__(self, "null_", WassersteinNull.of(self.values, max(float(self.std), 0.001)))
+        return self.null_
+
+    @property
+    def continuous(self) -> bool:
+        """More than DISTINCT_LIMIT distinct values: the statistics that need a null use the precomputed one."""
+        return self.unique > DISTINCT_LIMIT
 
     @property
     def centre(self) -> float:
@@ -216,41 +238,107 @@ class ReferenceProfile:
         return cls(features=features, rows=len(table), performance=_performance(table, prediction, target))
 
     def save(self, folder: str | Path) -> Path:
-        """Write `profile.json` and one `numeric_<i>.npy` per numeric column into `folder`; return the folder."""
+        """Write `profile.json`, one `numeric_<i>.npy` per numeric column and, for a continuous one, its
+        `null_<i>.npy` (the Wasserstein null, computed here if not yet), as `folder`; return the folder.
+
+        The files are written (and flushed to disk) into a new folder beside
+        `folder`, which then takes its place by rename: a crash leaves either
+        the previous profile whole or the new one whole, never a mix that
+        loads. `folder` is the profile: anything else in it goes with the
+        previous profile.
+        """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        documents = []
-        for index, feature in enumerate(self.features.values()):
-            document = feature._meta()
-            if isinstance(feature, NumericFeature):
-                document["values_file"] = f"numeric_{index:04d}.npy"
-                np.save(folder / document["values_file"], feature.values, allow_pickle=False)
-            documents.append(document)
-        performance = None if self.performance is None else vars(self.performance)
-        manifest = {"format_version": FORMAT_VERSION, "rows": self.rows, "performance": performance, "features": documents}
-        (folder / "profile.json").write_text(json.dumps(manifest, indent=1, allow_nan=True))
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.partial")
+        staging.mkdir()
+        try:
+            documents = []
+            for index, feature in enumerate(self.features.values()):
+                document = feature._meta()
+                if isinstance(feature, NumericFeature):
+                    document["values_file"] = f"numeric_{index:04d}.npy"
+                    _write_durably(staging / document["values_file"],
+                                   lambda file, values=feature.values: np.save(file, values, allow_pickle=False))
+                    if feature.continuous:
+                        null = feature.null()
+                        document["null_file"] = f"null_{index:04d}.npy"
+                        document["null_sizes"] = null.sizes.tolist()
+                        _write_durably(staging / document["null_file"],
+                                       lambda file, table=null.table: np.save(file, table, allow_pickle=False))
+                documents.append(document)
+            performance = None if self.performance is None else vars(self.performance)
+            manifest = {"format_version": FORMAT_VERSION, "rows": self.rows, "performance": performance,
+                        "features": documents}
+            text = json.dumps(manifest, indent=1, allow_nan=True).encode()
+            _write_durably(staging / "profile.json", lambda file: file.write(text))
+            _replace_folder(staging, folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> ReferenceProfile:
         folder = Path(folder)
         manifest = json.loads((folder / "profile.json").read_text())
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"Unsupported profile format_version {manifest.get('format_version')!r}; this code reads {FORMAT_VERSION}")
+        if manifest.get("format_version") not in READABLE_VERSIONS:
+            raise ValueError(
+                f"Unsupported profile format_version {manifest.get('format_version')!r} in {folder}: this code reads "
+                f"versions {list(READABLE_VERSIONS)}. Build the profile again with this version of driftloop."
+            )
         features: dict[str, FeatureProfile] = {}
         for document in manifest["features"]:
             document = dict(document)
             kind = document.pop("kind")
             if kind == "numeric":
                 values = np.load(folder / document.pop("values_file"), allow_pickle=False)
-                features[document["name"]] = NumericFeature(
+                null_file, null_sizes = document.pop("null_file", None), document.pop("null_sizes", None)
+                feature = NumericFeature(
                     values=values, **{**document, "distinct": tuple(document["distinct"]),
                                       "distinct_counts": tuple(document["distinct_counts"])})
+                if null_file is not None:  # a version-1 profile has none: the first calibrated score computes it
+                    table = np.load(folder / null_file, allow_pickle=False)
+                    object.__setattr__(feature, "null_", WassersteinNull(np.array(null_sizes, dtype=np.float64), table))
+                features[document["name"]] = feature
             else:
                 features[document["name"]] = CategoricalFeature(
                     **{**document, "categories": tuple(document["categories"]), "counts": tuple(document["counts"])})
         performance = manifest["performance"]
         return cls(features=features, rows=manifest["rows"], performance=None if performance is None else Performance(**performance))
+
+
+def _write_durably(path: Path, write) -> None:
+    """Create `path`, let `write(file)` fill it, and flush it to disk before returning."""
+    with open(path, "xb") as file:
+        write(file)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _replace_folder(staging: Path, folder: Path) -> None:
+    """Move the complete `staging` folder to `folder`, the previous `folder` (if any) out of the way first.
+
+    Between the two renames `folder` is absent for a moment (a crash there
+    leaves the previous profile beside it, as `.<name>.<id>.previous`); it is
+    never partly written.
+    """
+    _fsync_folder(staging)
+    previous = None
+    if folder.exists():
+        previous = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.previous")
+        os.rename(folder, previous)
+    os.rename(staging, folder)
+    _fsync_folder(folder.parent)
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def profiled_columns(names: Sequence[str], prediction: str = "label") -> list[str]:
@@ -298,6 +386,11 @@ def infer_kind(column) -> str | None:
 
 def category_counts(column) -> tuple[tuple, tuple[int, ...], int]:
     """(categories, counts, nulls) of a column, most frequent first, as plain Python values."""
+    if not isinstance(column, (pa.Array, pa.ChunkedArray, pd.Series)):
+        try:  # Arrow counts a plain array several times faster than pandas
+            column = pa.array(np.asarray(column, dtype=object), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):  # mixed types: pandas copes
+            column = pd.Series(np.asarray(column, dtype=object))
     if isinstance(column, (pa.Array, pa.ChunkedArray)):
         nulls = column.null_count
         if pa.types.is_dictionary(column.type):
@@ -307,7 +400,7 @@ def category_counts(column) -> tuple[tuple, tuple[int, ...], int]:
         counts = counted.field("counts").to_numpy()
         order = np.argsort(-counts, kind="stable")
         return tuple(values[i] for i in order), tuple(counts[order].tolist()), nulls
-    series = column if isinstance(column, pd.Series) else pd.Series(np.asarray(column, dtype=object))
+    series = column
     counted = series.value_counts(dropna=True, sort=True)
     counted = counted[counted > 0]  # a pandas Categorical lists unused categories with 0
     return tuple(counted.index.tolist()), tuple(int(c) for c in counted.to_numpy()), int(series.isna().sum())

@@ -27,7 +27,7 @@ from driftloop.curation import (
 from driftloop.layout import SAMPLE_FILE, batches_dir, profile_dir, snapshots_dir
 from driftloop.settings import Settings
 
-SEEDED = ("random", "k_center", "cluster_margin")
+SEEDED = ("random", "k_center", "cluster_margin", "badge", "hybrid")
 
 
 def ledger(settings: Settings) -> BatchLedger:

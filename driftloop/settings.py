@@ -35,7 +35,7 @@ DriftMethod = Literal["auto", "evidently", "ks", "wasserstein", "psi", "jensensh
 DetectorName = Literal["adwin", "page_hinkley", "ddm", "cusum"]
 CalibrationName = Literal["auto", "isotonic", "sigmoid", "none"]
 StrategyName = Literal["random", "least_confidence", "margin", "entropy", "k_center", "cluster_margin",
-                       "drift_targeted"]
+                       "drift_targeted", "badge", "hybrid"]
 # retrain.TrainingParams' fields, spelt out for the same reason (tests/test_settings.py checks them).
 TrainingParamName = Literal["epochs", "batch_size", "learning_rate", "weight_decay", "seed", "validation_share",
                             "patience"]
@@ -252,7 +252,7 @@ class QualitySettings(_Part):
 class CurationSettings(_Part):
     """Active learning (`driftloop curate`): defaults for selecting batches and building snapshots."""
 
-    strategy: StrategyName = "margin"
+    strategy: StrategyName = "hybrid"  # robust at a cold start after a drift (docs/curation.md)
     budget: Annotated[int, Field(ge=1)] = 100
     window_hours: Annotated[float, Field(gt=0)] = 24.0
     balanced: bool = False

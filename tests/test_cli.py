@@ -57,7 +57,7 @@ def test_configuration_faults_exit_3_naming_the_setting(env, tmp_path):
         "malformed TOML": (["config", "--config", str(broken)], {}, "not valid TOML"),
         "missing file": (["config", "--config", str(tmp_path / "absent.toml")], {}, "does not exist"),
         "unknown choice": (["config"], {"DRIFTLOOP_DRIFT__METHOD": "kolmogorov"}, "DRIFTLOOP_DRIFT__METHOD"),
-        "bad strategy": (["config"], {"DRIFTLOOP_CURATION__STRATEGY": "badge"}, "curation.strategy"),
+        "bad strategy": (["config"], {"DRIFTLOOP_CURATION__STRATEGY": "most_uncertain"}, "curation.strategy"),
     }
     for name, (args, extra, expected) in cases.items():
         done = run_cli(*args, env={**env, **extra})
@@ -66,7 +66,7 @@ def test_configuration_faults_exit_3_naming_the_setting(env, tmp_path):
 
 
 def test_usage_errors_exit_2_and_list_the_choices(env):
-    done = run_cli("curate", "select", "-m", "churn", "--strategy", "badge", env=env)
+    done = run_cli("curate", "select", "-m", "churn", "--strategy", "most_uncertain", env=env)
     assert done.returncode == EXIT_USAGE
     assert "margin" in done.stderr and "drift_targeted" in done.stderr, "the valid strategies are listed"
 

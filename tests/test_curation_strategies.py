@@ -16,7 +16,7 @@ from driftloop.drift import DomainClassifierTest
 def strategy(name: str, seed: int = 0):
     if name == "drift_targeted":
         return make_strategy(name, domain_scorer=DomainClassifierTest(seed=seed, min_rows=10))
-    if name in ("random", "k_center", "cluster_margin"):
+    if name in ("random", "k_center", "cluster_margin", "badge", "hybrid"):
         return make_strategy(name, seed=seed)
     return make_strategy(name)
 
@@ -176,3 +176,53 @@ def test_a_pytorch_model_scores_a_pool_through_the_predictor_protocol(digits_poo
     assert np.allclose(scored.probabilities[:5], expected.numpy(), atol=1e-6)
     assert scored.classes == tuple(str(c) for c in range(10))
     assert len(make_strategy("margin").select(scored, 10)) == 10
+
+
+def cold_start_after_a_drift(seed: int):
+    """Four classes; after the drift class 2 (40 %) sits where the old regions meet, so the stale model is unsure of it only."""
+    rng = np.random.default_rng(seed)
+    before = np.array([[-3.0, 0.0], [3.0, 0.0], [0.0, 3.0], [0.0, -3.0]])
+    after = before.copy()
+    after[2] = [0.0, 0.0]
+    spreads, shares = np.array([0.6, 0.6, 1.0, 0.6]), np.array([0.2, 0.2, 0.4, 0.2])
+
+    def draw(centres, rows=800):
+        y = rng.choice(4, rows, p=shares)
+        x = rng.normal(0.0, 1.0, (rows, 8))
+        x[:, :2] = x[:, :2] * spreads[y][:, None] + centres[y]
+        return x, y
+
+    (reference_x, reference_y), (pool_x, pool_y) = draw(before), draw(after)
+    return reference_x, LogisticRegression(max_iter=1000).fit(reference_x, reference_y), pool_x, pool_y
+
+
+def labelled_classes_by_batch(name: str, reference_x, live, pool_x, pool_y, batches: int = 3, size: int = 10):
+    """Run `batches` rounds of `size` labels, refitting after each round where the labels allow it."""
+    from driftloop.curation_service import SEEDED
+
+    chooser = make_strategy(name, **({"seed": 0} if name in SEEDED else {}))
+    ids = np.array([f"r{i}" for i in range(len(pool_y))], dtype=object)
+    labelled, model, covered = np.zeros(len(ids), dtype=bool), live, []
+    for _ in range(batches):
+        pool = Pool(ids=ids[~labelled], features=pool_x[~labelled]).scored_by(model)
+        pool = pool.with_context(reference=reference_x, labelled=pool_x[labelled])
+        labelled |= np.isin(ids, list(chooser.select(pool, size).ids))
+        covered.append(len(set(pool_y[labelled].tolist())))
+        if covered[-1] >= 2:
+            model = LogisticRegression(max_iter=1000).fit(pool_x[labelled], pool_y[labelled])
+    return covered, model
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_default_strategy_survives_a_cold_start_after_a_drift(seed):
+    """After a drift whose uncertain rows are all of one true class, the default's first batch already covers at least
+    two classes and the model can be refit on it; margin sampling's first batch holds that one class only."""
+    from driftloop.settings import CurationSettings
+
+    reference_x, live, pool_x, pool_y = cold_start_after_a_drift(seed)
+    margin_covered, _ = labelled_classes_by_batch("margin", reference_x, live, pool_x, pool_y)
+    assert margin_covered[0] == 1  # the trap is real: margin's first batch is one class, no model to refit
+    name = CurationSettings().strategy
+    covered, model = labelled_classes_by_batch(name, reference_x, live, pool_x, pool_y)
+    assert covered[0] >= 2 and all(c >= 2 for c in covered), (name, covered)
+    assert model is not live and len(model.classes_) >= 2

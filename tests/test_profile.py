@@ -54,14 +54,66 @@ def test_build_detects_kinds_roles_and_performance():
 def test_save_load_round_trip_is_identical(tmp_path):
     profile = ReferenceProfile.build(store_table(3000, 1), kinds={"feature.visits": "categorical"})
     folder = profile.save(tmp_path / "profile")
-    assert sorted(p.suffix for p in folder.iterdir()) == [".json"] + [".npy"] * 3
+    # values of age, empty and proba.yes; the precomputed Wasserstein null of the two continuous ones
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "null_0000.npy", "null_0007.npy", "numeric_0000.npy", "numeric_0005.npy", "numeric_0007.npy", "profile.json"]
     json.loads((folder / "profile.json").read_text())  # plain JSON
     loaded = ReferenceProfile.load(folder)
     assert loaded == profile
     assert all(type(loaded.features[n].categories[0]) is type(f.categories[0])
                for n, f in profile.features.items() if isinstance(f, CategoricalFeature))
+    assert np.array_equal(loaded.features["feature.age"].null_.table, profile.features["feature.age"].null().table)
     window = store_table(800, 2, shift=1.0)
     assert WindowDrift().score(loaded, window) == WindowDrift().score(profile, window)
+
+
+def test_a_version_1_profile_still_loads_and_scores_alike(tmp_path):
+    """Written before the nulls were kept: it loads, and its first calibrated score computes the same null."""
+    profile = ReferenceProfile.build(store_table(3000, 1))
+    folder = profile.save(tmp_path / "profile")
+    manifest = json.loads((folder / "profile.json").read_text())
+    manifest["format_version"] = 1
+    for document in manifest["features"]:
+        if "null_file" in document:
+            (folder / document.pop("null_file")).unlink()
+            document.pop("null_sizes")
+    (folder / "profile.json").write_text(json.dumps(manifest))
+    old = ReferenceProfile.load(folder)
+    assert old.features["feature.age"].null_ is None
+    window = store_table(500, 2)
+    assert WindowDrift().score(old, window) == WindowDrift().score(profile, window)
+    manifest["format_version"] = 99
+    (folder / "profile.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"format_version 99 .* reads versions \[1, 2\]. Build the profile again"):
+        ReferenceProfile.load(folder)
+
+
+def test_a_save_that_fails_midway_leaves_the_previous_profile_whole(tmp_path, monkeypatch):
+    """A crash while the second column is written (disk full, say): the folder still loads the old profile."""
+    old = ReferenceProfile.build(store_table(1000, 1))
+    new = ReferenceProfile.build(store_table(1500, 2, shift=1.0))
+    folder = old.save(tmp_path / "profile")
+    real_save, calls = np.save, []
+
+    def failing_save(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("No space left on device")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(np, "save", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        new.save(folder)
+    monkeypatch.undo()
+    assert ReferenceProfile.load(folder) == old
+    assert [p.name for p in tmp_path.iterdir()] == ["profile"]  # nothing half-written left beside it
+    with pytest.raises(OSError):
+        monkeypatch.setattr(np, "save", failing_save)
+        calls.clear()
+        new.save(tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()
+    monkeypatch.undo()
+    assert ReferenceProfile.load(new.save(folder)) == new
 
 
 def test_window_scoring_reads_only_the_profile():
@@ -73,7 +125,7 @@ def test_window_scoring_reads_only_the_profile():
     del raw  # the profile stands alone
     current = rng.normal(0.05, 1, 2000)
     expected = stats.ks_2samp(feature.values, current)
-    result = get_statistic("ks").score(feature, current)
+    result = get_statistic("ks", threshold=0.05).score(feature, current)  # Evidently's K-S: scipy's p-value
     assert result.score == pytest.approx(expected.pvalue, rel=1e-9)
     expected_w = stats.wasserstein_distance(feature.values, current) / feature.std
     assert get_statistic("wasserstein").score(feature, current).score == pytest.approx(expected_w, rel=1e-9)

@@ -142,8 +142,25 @@ def test_ddm_reads_error_bits_only():
         DDM().update(0.5)
 
 
+def test_ddm_differs_from_river_only_where_river_alarms_on_an_error_free_start():
+    """River's DDM sets s_min = 0 on a clean start and alarms on the first error; ours waits for evidence."""
+    from river.drift.binary import DDM as RiverDDM
+
+    def river_alarms(stream) -> list[int]:
+        river = RiverDDM()
+        return [i for i, x in enumerate(stream) if river.update(x) is None and river.drift_detected]
+
+    clean_start = [0] * 100 + [1] + [0] * 100
+    assert river_alarms(clean_start) == [100] and DDM().update_many(clean_start) == []
+    rising = shifted_bits(1)
+    assert DDM().update_many(rising) == river_alarms(rising) != []
+
+
 def test_adwin_matches_river_alarm_for_alarm():
-    """River is a drop-in baseline: same API, and ADWIN's alarms on the same streams, a rise and a fall."""
+    """River is a drop-in baseline: same API, and ADWIN's alarms on the same streams, a rise and a fall.
+
+    Alarm by alarm, with `update` and `update_many`, and again after `reset`.
+    """
     from river import drift as river_drift
 
     for seed in (0, 3):
@@ -152,8 +169,9 @@ def test_adwin_matches_river_alarm_for_alarm():
         river = river_drift.ADWIN()
         river_alarms = [i for i, x in enumerate(stream) if river.update(int(x)) is None and river.drift_detected]
         assert len(river_alarms) >= 2
-        assert ADWIN().update_many(stream) == river_alarms
-        assert ADWIN(reset_on_drift=False).update_many(stream)[0] == river_alarms[0]
+        ours = ADWIN()
+        assert [i for i, x in enumerate(stream) if ours.update(x).drift_detected] == river_alarms
+        assert ours.reset().update_many(stream) == river_alarms
 
 
 @pytest.mark.parametrize(

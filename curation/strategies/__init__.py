@@ -4,23 +4,25 @@
 wraps it in the guards asked for (class balance, near-duplicate removal).
 
 >>> sorted(STRATEGIES)
-['cluster_margin', 'drift_targeted', 'entropy', 'k_center', 'least_confidence', 'margin', 'random']
+['badge', 'cluster_margin', 'drift_targeted', 'entropy', 'hybrid', 'k_center', 'least_confidence', 'margin', 'random']
 >>> make_strategy("margin", balanced=True, deduplicated=True).name
 'margin+balanced+deduplicated'
->>> make_strategy("badge")
+>>> make_strategy("most_uncertain")
 Traceback (most recent call last):
 ...
-ValueError: Unknown strategy 'badge'. Valid values are: ['random', 'least_confidence', 'margin', 'entropy', 'k_center', 'cluster_margin', 'drift_targeted']
+ValueError: Unknown strategy 'most_uncertain'. Valid values are: ['random', 'least_confidence', 'margin', 'entropy', 'k_center', 'cluster_margin', 'drift_targeted', 'badge', 'hybrid']
 """
 
 from __future__ import annotations
 
+from driftloop.curation.strategies.badge import BADGE
 from driftloop.curation.strategies.balanced import ClassBalanced
 from driftloop.curation.strategies.base import ScoringStrategy, Strategy
 from driftloop.curation.strategies.cluster_margin import ClusterMargin
 from driftloop.curation.strategies.deduplicated import NearDuplicateFilter
 from driftloop.curation.strategies.drift_targeted import DomainScorer, DriftTargeted
 from driftloop.curation.strategies.entropy import EntropySampling
+from driftloop.curation.strategies.hybrid import Hybrid
 from driftloop.curation.strategies.kcenter import KCenterGreedy
 from driftloop.curation.strategies.least_confidence import LeastConfidence
 from driftloop.curation.strategies.margin import MarginSampling
@@ -34,6 +36,8 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "k_center": KCenterGreedy,
     "cluster_margin": ClusterMargin,
     "drift_targeted": DriftTargeted,
+    "badge": BADGE,
+    "hybrid": Hybrid,
 }
 
 
@@ -54,12 +58,14 @@ def make_strategy(name: str, *, balanced: bool = False, deduplicated: bool = Fal
 
 
 __all__ = [
+    "BADGE",
     "STRATEGIES",
     "ClassBalanced",
     "ClusterMargin",
     "DomainScorer",
     "DriftTargeted",
     "EntropySampling",
+    "Hybrid",
     "KCenterGreedy",
     "LeastConfidence",
     "MarginSampling",

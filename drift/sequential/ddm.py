@@ -17,7 +17,9 @@ class DDM(DriftDetector):
     :math:`p_i + s_i \ge p_{min} + d\,s_{min}`; it restarts after a drift.
     Unlike the paper's pseudo-code, the minimum is only recorded once an error
     has been seen (:math:`s_i > 0`), so a clean start cannot set :math:`s_{min}=0`
-    and turn the first error into an alarm.
+    and turn the first error into an alarm. River's DDM records it there and
+    alarms on the first error after an error-free warm start; on streams with
+    early errors both raise the same alarms.
 
     Input: error bits, ``1`` = the model was wrong, ``0`` = right (River's DDM
     convention; River's FHDDM expects the opposite). Anything else raises ``ValueError``.

@@ -1,7 +1,8 @@
 """Window drift statistics: one small class per method, an explicit registry.
 
-Each class takes its threshold in the constructor and scores one column of a
-window against that column's stored reference profile:
+Each class takes its decision rule in the constructor (a calibrated test at
+`alpha`, the default, or Evidently's fixed `threshold` on the score) and
+scores one column of a window against that column's stored reference profile:
 `STATISTICS["ks"]().score(profile.features["age"], window["age"]) -> DriftResult`.
 
 >>> sorted(STATISTICS)
@@ -34,11 +35,11 @@ STATISTICS: dict[str, type[Statistic]] = {
 }
 
 
-def get_statistic(name: str, threshold: float | None = None) -> Statistic:
-    """The statistic registered as `name`, with `threshold` (None: the method's default)."""
+def get_statistic(name: str, threshold: float | None = None, alpha: float | None = None) -> Statistic:
+    """The statistic registered as `name`: a calibrated test at `alpha` (default 0.05), or a fixed `threshold`."""
     if name not in STATISTICS:
         raise ValueError(f"Unknown statistic {name!r}. Valid values are: {list(STATISTICS)}")
-    return STATISTICS[name](threshold)
+    return STATISTICS[name](threshold=threshold, alpha=alpha)
 
 
 __all__ = [

@@ -3,22 +3,37 @@
 W1 = ∫ |F_ref - F_cur| dx is integrated exactly between the window's sorted
 points, with the reference CDF's integral read from prefix sums stored with
 the profile: O(m log n) per window instead of sorting both samples. The norm
-is max(std(reference), 0.001); drift when the distance >= threshold (0.1).
-Reference: Vaserstein, "Markov processes over denumerable products of
-spaces", Problems of Information Transmission 5 (1969).
+is max(std(reference), 0.001). Evidently's rule: drift when the distance >= 0.1,
+whatever the sizes (at 100 rows against 5,000 that flags 72 % of columns
+without drift, at 30 rows all of them).
+
+Calibrated verdict (the default): the distance's p-value under "no drift",
+read from the null distribution the profile precomputes by resampling the
+reference (`NumericFeature.null`, `drift.calibration.WassersteinNull`): a
+binary search per window. A column with at most 20 distinct reference values
+gets the exact permutation test of the distance instead. The distance stays
+the score: the effect size. References: Vaserstein, "Markov processes over
+denumerable products of spaces", Problems of Information Transmission 5
+(1969); del Barrio, Giné & Matrán, Annals of Probability 27 (1999).
 
 >>> import numpy as np
 >>> from driftloop.drift.profile import NumericFeature
 >>> reference = NumericFeature.from_values("x", np.arange(10.0))
 >>> round(Wasserstein().score(reference, np.arange(10.0) + 1).score, 6)  # shift 1 / std 2.872...
 0.348155
+>>> rng = np.random.default_rng(0)
+>>> reference = NumericFeature.from_values("x", rng.normal(size=5000))
+>>> small = Wasserstein().score(reference, rng.normal(size=30))   # 30 rows are far apart by chance
+>>> bool(small.score >= 0.1), small.drifted, Wasserstein.evidently().score(reference, rng.normal(size=30)).drifted
+(True, False, True)
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from driftloop.drift.stats._base import Statistic
+from driftloop.drift.calibration import permutation_p_value
+from driftloop.drift.stats._base import MAX_LEVELS, Statistic, ordered_counts
 
 
 class Wasserstein(Statistic):
@@ -30,6 +45,22 @@ class Wasserstein(Statistic):
     def _compute(self, reference, current: np.ndarray) -> float:
         norm = max(float(reference.std), 0.001)
         return wasserstein_distance(reference.values, reference.prefix_, reference.centre, np.sort(current)) / norm
+
+    def _p(self, reference, current: np.ndarray, score: float) -> float:
+        if reference.distinct:
+            values, ref, cur = ordered_counts(reference, current)
+            if len(values) <= MAX_LEVELS:
+                norm = max(float(reference.std), 0.001)
+                gaps = np.diff(values) / norm
+                return permutation_p_value(lambda r, c: distances_of_counts(r, c, gaps), ref, cur)
+        return reference.null().p_value(score, reference.count, len(current))
+
+
+def distances_of_counts(reference: np.ndarray, current: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+    """W1 of each pair of rows of counts over the same sorted values, `gaps` apart."""
+    f_ref = np.cumsum(reference, axis=1)[:, :-1] / reference.sum(axis=1, keepdims=True)
+    f_cur = np.cumsum(current, axis=1)[:, :-1] / current.sum(axis=1, keepdims=True)
+    return np.abs(f_ref - f_cur) @ gaps
 
 
 def wasserstein_distance(reference: np.ndarray, prefix: np.ndarray, centre: float, current: np.ndarray) -> float:
