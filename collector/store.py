@@ -52,6 +52,12 @@ LATEST_LABEL = f"""
     FROM p JOIN ({{feedback}}) f ON {IN_HORIZON}
     QUALIFY row_number() OVER (PARTITION BY p.event_id ORDER BY f.timestamp DESC, f.kafka_offset DESC, f.event_id DESC) = 1
     ORDER BY p.timestamp, p.event_id"""
+# Feedback that counts: withdrawals and the labels they withdraw (of their annotation, given at or before the
+# withdrawal) do not.
+COUNTED_FEEDBACK = """
+    SELECT f.event_id, f.request_id, f.timestamp, f.label, f.rating, f.source, f.kafka_offset FROM {scan} f
+    WHERE f.withdrawn IS NOT TRUE AND (f.annotation IS NULL OR NOT EXISTS (
+        SELECT 1 FROM {scan} w WHERE w.withdrawn AND w.annotation = f.annotation AND w.timestamp >= f.timestamp))"""
 WITHOUT_LABEL = f"SELECT p.* FROM p ANTI JOIN ({{feedback}}) f ON {IN_HORIZON} ORDER BY p.timestamp, p.event_id"
 EVERY_LABEL = f"""
     SELECT p.event_id, p.request_id, p.timestamp, p.label, f.event_id AS feedback_event_id, f.label AS true_label,
@@ -104,8 +110,12 @@ class Store:
                 return None
             source = "[" + ", ".join("'" + str(path).replace("'", "''") + "'" for path in files) + "]"
         files = f"read_parquet({source}, hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
-        # Files written before the store kept each record's Kafka time lack `kafka_timestamp`: null there.
-        return f"(SELECT * FROM {files} UNION ALL BY NAME SELECT NULL::TIMESTAMPTZ AS kafka_timestamp WHERE false)"
+        # Files written before the store kept each record's Kafka time lack `kafka_timestamp`, and feedback
+        # files without an event of schema version 2 lack `annotation` and `withdrawn`: null there.
+        absent = "NULL::TIMESTAMPTZ AS kafka_timestamp"
+        if kind == "feedback":
+            absent += ", NULL::VARCHAR AS annotation, NULL::BOOLEAN AS withdrawn"
+        return f"(SELECT * FROM {files} UNION ALL BY NAME SELECT {absent} WHERE false)"
 
     def _files(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[str]:
         """Files of `kind` (of `model`) in the hour folders that can hold event times in [start, end]."""
@@ -183,6 +193,25 @@ class Store:
             [_day(start), _day(end), start, end],
         )
 
+    def annotated_requests(self, annotations: list[str]) -> dict[str, str]:
+        """The request each of `annotations` (feedback's `annotation`) labelled, for those the store has."""
+        scan = self._scan("feedback")
+        if scan is None or not annotations:
+            return {}
+        rows = self._query(f"SELECT DISTINCT annotation, request_id FROM {scan} WHERE annotation IN "
+                           f"(SELECT unnest(?::VARCHAR[])) AND withdrawn IS NOT TRUE", [list(annotations)])
+        return dict(zip(rows["annotation"].to_pylist(), rows["request_id"].to_pylist(), strict=True))
+
+    def feedback_of(self, request_ids: list[str]) -> pa.Table:
+        """Every feedback event (each once) of the requests `request_ids`, of any time: event_id, request_id,
+        label, source, annotation, withdrawn."""
+        scan = self._scan("feedback")
+        if scan is None or not request_ids:
+            return pa.table({name: pa.array([], pa.string()) for name in ("event_id", "request_id", "annotation")})
+        return self._query(
+            f"""SELECT event_id, request_id, label, source, annotation, withdrawn FROM {scan}
+                WHERE request_id IN (SELECT unnest(?::VARCHAR[])) {FIRST_OF_EACH_EVENT}""", [list(request_ids)])
+
     def labelled(
         self, model: str, start: datetime | None = None, end: datetime | None = None,
         horizon: timedelta = timedelta(days=7),
@@ -193,7 +222,8 @@ class Store:
         time lies in [prediction time - CLOCK_SKEW, prediction time + horizon]; feedback
         outside that interval labels nothing and corrects nothing. Of the labels in it, the
         latest (by event time, then by arrival) wins: a correction is a later label within the
-        horizon. So a row's label never depends on the window asked for, nor on feedback that
+        horizon. A withdrawal (feedback of schema version 2, from a deleted annotation) takes
+        back the labels of its annotation given up to its time: they label nothing. So a row's label never depends on the window asked for, nor on feedback that
         came after the horizon. Feedback may be stored before its prediction; the join is on
         event time, not arrival. Adds `true_label`, `rating` (of that same feedback event),
         `feedback_source`, `feedback_timestamp`.
@@ -217,7 +247,7 @@ class Store:
         feedback_scan = self._scan("feedback", None, max(start - CLOCK_SKEW, FAR_PAST), min(end + horizon, FAR_FUTURE))
         if predictions.num_rows == 0 or feedback_scan is None:
             return predictions if not labelled else _with_label_columns(predictions.slice(0, 0))
-        feedback = f"SELECT event_id, request_id, timestamp, label, rating, source, kafka_offset FROM {feedback_scan}"
+        feedback = COUNTED_FEEDBACK.format(scan=feedback_scan)
         with duckdb.connect() as connection:
             connection.execute("SET TimeZone = 'UTC'")
             connection.register("p", predictions)
