@@ -103,6 +103,7 @@ class LabelStudioServer:
                 "SSRF_PROTECTION_ENABLED": "false",  # its webhooks go to the ingestion API on 127.0.0.1
                 "WEBHOOK_TIMEOUT": "10",  # seconds; the API answers once Kafka acknowledged the label
                 "COLLECT_ANALYTICS": "false",
+                "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "",  # it reports its errors to Sentry otherwise
                 "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
                 "HOME": str(self.home),  # it keeps a few files under ~/.local/share otherwise
             },
