@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,10 @@ class LabelStudioServer:
         return f"http://127.0.0.1:{self.stack.label_studio_port}"
 
     @property
+    def credentials_file(self) -> Path:
+        return self.home / CREDENTIALS_FILE
+
+    @property
     def database(self) -> Path:
         return self.home / "label_studio.sqlite3"
 
@@ -111,6 +116,8 @@ class LabelStudioServer:
 
     def ready(self) -> bool:
         """The API answers the admin's token (not only /health: the first start migrates, then makes the user)."""
+        if not self.credentials_file.is_file():  # never started here: nothing to ask (and nothing made by asking)
+            return False
         token = local_credentials(self.stack, self.username).token
         request = urllib.request.Request(f"{self.url}/api/current-user/whoami",
                                          headers={"Authorization": f"Token {token}"})
@@ -118,12 +125,16 @@ class LabelStudioServer:
             return response.status == 200
 
     def wait_ready(self, timeout_s: float = 600.0) -> float:
-        def check() -> bool:
-            if self.process.exited_early():
-                raise RuntimeError(f"Label Studio exited during start; log:\n{self.process.log_tail()}")
-            return self.ready()
-
-        try:
-            return wait_until(check, timeout_s, f"Label Studio on {self.url}", interval_s=0.5)
-        except TimeoutError as error:
-            raise TimeoutError(f"{error}; log {self.process.log_file}:\n{self.process.log_tail()}") from None
+        """Seconds until it answers (its first start migrates the database: minutes on a busy machine)."""
+        start = time.monotonic()
+        while True:
+            if self.process.exited_early():  # checked here: wait_until would take the error for "not yet"
+                raise RuntimeError(f"Label Studio exited during start; log {self.process.log_file}:\n"
+                                   f"{self.process.log_tail()}")
+            try:
+                wait_until(self.ready, min(5.0, timeout_s), "Label Studio", 0.5)
+                return time.monotonic() - start
+            except TimeoutError:
+                if time.monotonic() - start >= timeout_s:
+                    raise TimeoutError(f"Label Studio on {self.url} not ready after {timeout_s:.0f} s; log "
+                                       f"{self.process.log_file}:\n{self.process.log_tail()}") from None
