@@ -432,7 +432,9 @@ def _per_event(kind: str, values: list, rows: list[int], policy: EventPolicy) ->
         kept.append(index)
     if not flat:
         return _empty().append_column("_row", pa.array([], pa.int64())), rejected
-    table = _with_store_types(pa.Table.from_pylist(_unmix_types(flat)))
+    rows = _unmix_types(flat)
+    names = dict.fromkeys(name for row in rows for name in row)  # every row's columns (from_pylist takes the first's)
+    table = _with_store_types(pa.Table.from_pydict({name: [row.get(name) for row in rows] for name in names}))
     return table.append_column("_row", pa.array(kept, pa.int64())), rejected
 
 

@@ -10,7 +10,7 @@ the latest label of a request).
 Labels from Label Studio are feedback events of schema version 2: they name their annotation
 (`annotation_key`). A deleted annotation withdraws its labels: a withdrawal is a feedback event
 with `withdrawn=True`, no label, and the annotation's key; the store's labelled view drops every
-label of that annotation given at or before the withdrawal.
+label of that annotation (Label Studio never reuses the id of a deleted annotation).
 
 The tasks driftloop pushes carry `request_id` in their data; the labelling config names its
 choices `label` (FROM_NAME) over the input table `input` (TO_NAME).
@@ -26,8 +26,10 @@ from pydantic import ValidationError
 
 from driftloop.collector.schemas import FeedbackEventV2, InvalidEvent, invalid_event
 
-__all__ = ["FROM_NAME", "SECRET_HEADER", "TO_NAME", "WEBHOOK_ACTIONS", "WEBHOOK_PATH", "WebhookCall", "annotation_event", "annotation_event_id",
-           "annotation_key", "annotation_label", "parse_webhook", "withdrawal"]
+__all__ = [
+    "FROM_NAME", "SECRET_HEADER", "TO_NAME", "WEBHOOK_ACTIONS", "WEBHOOK_PATH", "WebhookCall", "annotation_event",
+    "annotation_event_id", "annotation_key", "annotation_label", "parse_webhook", "withdrawal",
+]
 
 FROM_NAME, TO_NAME = "label", "input"
 LABEL_NAMESPACE = uuid.UUID("5b0f4c1e-8a57-4d1c-9a0e-5f3c2d7e9b61")

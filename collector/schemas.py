@@ -173,8 +173,8 @@ class FeedbackEventV2(FeedbackEventV1):
     """Version 1 plus the annotation a label comes from, so that deleting the annotation can withdraw it.
 
     `annotation` names one annotation of a labelling tool (`label-studio:<id>`). A withdrawal
-    (`withdrawn=True`, no label, no rating) takes back every label of its annotation given at or
-    before its own time: the store's labelled view no longer counts them.
+    (`withdrawn=True`, no label, no rating) takes back every label of its annotation (a deleted
+    annotation is never saved again): the store's labelled view no longer counts them.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)

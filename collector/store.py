@@ -52,12 +52,12 @@ LATEST_LABEL = f"""
     FROM p JOIN ({{feedback}}) f ON {IN_HORIZON}
     QUALIFY row_number() OVER (PARTITION BY p.event_id ORDER BY f.timestamp DESC, f.kafka_offset DESC, f.event_id DESC) = 1
     ORDER BY p.timestamp, p.event_id"""
-# Feedback that counts: withdrawals and the labels they withdraw (of their annotation, given at or before the
-# withdrawal) do not.
+# Feedback that counts: withdrawals and the labels of the annotations they withdraw do not. (An annotation is
+# never saved again once deleted: its id is not reused. So no time is compared, and no two clocks must agree.)
 COUNTED_FEEDBACK = """
     SELECT f.event_id, f.request_id, f.timestamp, f.label, f.rating, f.source, f.kafka_offset FROM {scan} f
-    WHERE f.withdrawn IS NOT TRUE AND (f.annotation IS NULL OR NOT EXISTS (
-        SELECT 1 FROM {scan} w WHERE w.withdrawn AND w.annotation = f.annotation AND w.timestamp >= f.timestamp))"""
+    WHERE f.withdrawn IS NOT TRUE AND (f.annotation IS NULL OR f.annotation NOT IN (
+        SELECT w.annotation FROM {scan} w WHERE w.withdrawn AND w.annotation IS NOT NULL))"""
 WITHOUT_LABEL = f"SELECT p.* FROM p ANTI JOIN ({{feedback}}) f ON {IN_HORIZON} ORDER BY p.timestamp, p.event_id"
 EVERY_LABEL = f"""
     SELECT p.event_id, p.request_id, p.timestamp, p.label, f.event_id AS feedback_event_id, f.label AS true_label,
@@ -223,7 +223,7 @@ class Store:
         outside that interval labels nothing and corrects nothing. Of the labels in it, the
         latest (by event time, then by arrival) wins: a correction is a later label within the
         horizon. A withdrawal (feedback of schema version 2, from a deleted annotation) takes
-        back the labels of its annotation given up to its time: they label nothing. So a row's label never depends on the window asked for, nor on feedback that
+        back every label of its annotation: they label nothing. So a row's label never depends on the window asked for, nor on feedback that
         came after the horizon. Feedback may be stored before its prediction; the join is on
         event time, not arrival. Adds `true_label`, `rating` (of that same feedback event),
         `feedback_source`, `feedback_timestamp`.
