@@ -42,6 +42,7 @@ from driftloop.collector import Store, StoreWriter, StoreWriterConfig, create_ap
 from driftloop.curation import export_batch
 from driftloop.settings import load_settings
 from driftloop.stack import LocalStack, free_port, local_credentials
+from driftloop.stack.process import port_open
 
 RESULTS = Path(__file__).parent / "results" / "label_studio.json"
 SECRET = "benchmark-webhook-secret-0123"
@@ -115,6 +116,10 @@ def main() -> None:
         cold = label_studio.up()[0].seconds_to_ready
         print(f"Label Studio cold start: {cold:.1f} s")
         label_studio.down()
+        port = ls_only.stack.label_studio_port
+        deadline = time.monotonic() + 30
+        while port_open(port) and time.monotonic() < deadline:  # its socket closes as the process ends
+            time.sleep(0.1)
         warm = label_studio.up()[0].seconds_to_ready
         print(f"Label Studio warm start: {warm:.1f} s")
         run(settings, args, cold, warm)

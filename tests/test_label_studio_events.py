@@ -12,6 +12,8 @@ from driftloop.collector.label_studio import parse_webhook, withdrawal
 from driftloop.collector.schemas import InvalidEvent, decode, encode
 from driftloop.collector.store import Store
 from driftloop.curation import BatchLedger, read_labels
+from driftloop.settings import load_settings
+from driftloop.stack import LocalStack, free_port
 
 
 def annotation(annotation_id: int, label: str, saved: str) -> dict:
@@ -89,3 +91,22 @@ def _ledger_with(folder, request_id: str) -> BatchLedger:
     rows = pa.table({"event_id": ["e-1"], "request_id": [request_id], "label": ["1"]})
     ledger.record(Selection(ids=("e-1",), scores=(1.0,), reasons=("test",), strategy="random"), rows, "churn", 1)
     return ledger
+
+
+@pytest.mark.parametrize("change", [
+    {"label_studio": {"enabled": False}},
+    {"label_studio": {"url": "http://labelstudio.internal:8080", "token": "a-token"}},
+    {"stack": {"start_label_studio": False}},
+], ids=["turned-off", "a-teams-own", "not-started-by-the-stack"])
+def test_the_stack_leaves_label_studio_out_when_it_is_off_or_the_teams_own(tmp_path, change):
+    stack = {"state_dir": tmp_path, "kafka_port": free_port(), "prometheus_port": free_port(),
+             "alertmanager_port": free_port(), "label_studio_port": free_port()}
+    settings = load_settings(**{"stack": stack, **{k: ({**stack, **v} if k == "stack" else v) for k, v in change.items()}})
+    assert "label-studio" not in {row.name for row in LocalStack(settings).status()}
+    on = load_settings(stack=stack)
+    row = next(row for row in LocalStack(on).status() if row.name == "label-studio")
+    assert row.pid is None and not row.answers
+    assert not (tmp_path / "label-studio" / "credentials.json").exists(), "asking whether it answers makes nothing"
+    if "url" in change.get("label_studio", {}):
+        assert on.label_studio_url() != load_settings(stack=stack, **change).label_studio_url()
+        assert load_settings(stack=stack, **change).label_studio_url() == "http://labelstudio.internal:8080"

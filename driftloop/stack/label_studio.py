@@ -3,9 +3,10 @@
 Label Studio pins pyarrow < 25, driftloop needs 26, so it cannot live in driftloop's environment;
 it does not need to, it is a server. `./run setup` installs `label-studio.lock` (the package and
 its whole tree, pinned) into `<cache_dir>/label-studio-<version>/`, redone only when the lock
-changes. The stack runs it on 127.0.0.1 with its SQLite database under the state directory,
-creates its admin user and API token on first start (kept in `credentials.json`, mode 0600), and
-calls it ready when the API answers that token.
+changes, and migrates an empty database there once (`template.sqlite3`). The stack runs it on
+127.0.0.1 with its SQLite database under the state directory (a copy of the template, so a first
+start does not spend minutes migrating), creates its admin user and API token on first start
+(kept in `credentials.json`, mode 0600), and calls it ready when the API answers that token.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from driftloop.stack.process import MissingTool, ServiceProcess, wait_until
 
 LABEL_STUDIO_VERSION = "1.23.2"  # label-studio.lock pins the same (tests/test_label_studio_stack.py checks)
 CREDENTIALS_FILE = "credentials.json"
+TEMPLATE_DATABASE = "template.sqlite3"  # in the virtualenv: an empty database, migrated once by ./run setup
 
 
 def label_studio_venv(stack: StackSettings) -> Path:
@@ -96,6 +99,9 @@ class LabelStudioServer:
         credentials = local_credentials(self.stack, self.username)
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
+        template = label_studio_venv(self.stack) / TEMPLATE_DATABASE
+        if not self.database.exists() and template.is_file():  # migrated by ./run setup: skips minutes of migrations
+            shutil.copyfile(template, self.database)
         self.process.start(
             [str(binary), "start", "--no-browser", "--internal-host", "127.0.0.1",
              "--port", str(self.stack.label_studio_port), "--data-dir", str(data), "--database", str(self.database),
