@@ -4,8 +4,8 @@ One process runs the ingestion API (uvicorn in a thread, with the webhook route)
 collector (StoreWriter, default settings) against a local Kafka; Label Studio is started by
 the stack code (`stack up` of Label Studio alone) on a fresh state dir.
 
-- seconds_start_cold: `up` on an empty state dir (its database is migrated, the admin made) until
-  its API answers the admin's token;
+- seconds_start_cold: `up` on an empty state dir (its database copied from the template `./run setup`
+  migrated, the admin user and token made) until its API answers the admin's token;
 - seconds_start_warm: after `down`, `up` again on the same database, until it answers;
 - seconds_push_1000_tasks: `curate push` of a 1,000-row batch (project, webhook, import, task ids);
 - seconds_annotation_to_store_p50 / _p95: from an annotator's POST of an annotation (Label Studio

@@ -134,7 +134,7 @@ class LabelStudioServer:
         """Seconds until it answers (its first start migrates the database: minutes on a busy machine)."""
         start = time.monotonic()
         while True:
-            if self.process.exited_early():  # checked here: wait_until would take the error for "not yet"
+            if self.process.exited_early() and _still(self.process.exited_early):  # (wait_until would take it for "not yet")
                 raise RuntimeError(f"Label Studio exited during start; log {self.process.log_file}:\n"
                                    f"{self.process.log_tail()}")
             try:
@@ -144,3 +144,9 @@ class LabelStudioServer:
                 if time.monotonic() - start >= timeout_s:
                     raise TimeoutError(f"Label Studio on {self.url} not ready after {timeout_s:.0f} s; log "
                                        f"{self.process.log_file}:\n{self.process.log_tail()}") from None
+
+
+def _still(condition, after_s: float = 1.0) -> bool:
+    """`condition` holds again after a second: a just-started process was once seen as gone while it ran."""
+    time.sleep(after_s)
+    return condition()
