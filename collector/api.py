@@ -4,7 +4,8 @@
     serve(app, host="127.0.0.1", port=18000)  # uvicorn, one worker, no access log, GC tuned for the p99
 
 Routes: `POST /v1/predictions` (`{"events": [...]}`), `POST /v1/feedback` (one
-event, or `{"events": [...]}`), `GET /healthz` (liveness: the process answers),
+event, or `{"events": [...]}`), `POST /v1/label-studio/webhook` (Label Studio's annotations, with
+a shared secret; only when one is given), `GET /healthz` (liveness: the process answers),
 `GET /readyz` (readiness: Kafka answers), `GET /metrics`, and the OpenAPI
 document at `/openapi.json` and `/docs`. A route is one entry of `ROUTES`-style
 registration in `create_app`; each POST route is `_ingest(...)` with its body model.
@@ -45,15 +46,16 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPBearer
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 from driftloop.collector.durable import durable_producer, kafka_unreachable
+from driftloop.collector.label_studio import SECRET_HEADER, WEBHOOK_PATH, parse_webhook, withdrawal
 from driftloop.collector.metrics import ApiMetrics
-from driftloop.collector.schemas import EventPolicy, FeedbackEvent, PredictionEvent, encode
+from driftloop.collector.schemas import EventPolicy, FeedbackEvent, InvalidEvent, PredictionEvent, encode
 from driftloop.collector.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -138,11 +140,17 @@ def create_app(
     policy: EventPolicy | None = None,
     public_metrics: bool = False,
     public_docs: bool = False,
+    label_studio_secret: str | None = None,
+    annotated_requests: Callable[[list[str]], dict[str, str]] | None = None,
 ) -> FastAPI:
     """The API as an ASGI app; it connects to Kafka at startup and closes its producer at shutdown.
 
     With an `api_key`, `/metrics` and the OpenAPI pages need it too, unless `public_metrics` /
     `public_docs` (say, for a Prometheus that cannot send a key).
+
+    With a `label_studio_secret`, `POST /v1/label-studio/webhook` takes Label Studio's webhook
+    calls that carry it in `X-Driftloop-Webhook-Secret` (that route needs no API key: the secret is its
+    key). `annotated_requests` tells the request each deleted annotation labelled (the store knows).
     """
     if api_key is not None and not api_key:
         raise ValueError("'api_key' must be None (no authentication) or a non-empty string")
@@ -214,6 +222,20 @@ def create_app(
             responses=errors, dependencies=guarded, description=summary, name=path.strip("/").replace("/", "_"),
         )
 
+    if label_studio_secret is not None:
+        app.add_api_route(
+            WEBHOOK_PATH, _label_studio_webhook(publisher, topics.feedback, policy, body_limits, annotated_requests,
+                                                accepted[topics.feedback]),
+            methods=["POST"], status_code=202, response_model=Accepted, name="v1_label_studio_webhook",
+            dependencies=[Depends(_secret_dependency(label_studio_secret))],
+            responses={401: {"description": f"Missing or wrong `{SECRET_HEADER}`; nothing was written."},
+                       400: {"description": "Not a Label Studio webhook body; `errors` names the field. Nothing was "
+                                            "written."},
+                       **{code: errors[code] for code in (408, 413, 500, 503)}},
+            description="Label Studio's webhook (ANNOTATION_CREATED, ANNOTATION_UPDATED, ANNOTATIONS_DELETED): each "
+                        "annotation becomes a feedback event with source `annotator`; a deletion withdraws its labels.",
+        )
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
@@ -281,6 +303,50 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _secret_dependency(secret: str) -> Callable:
+    """A FastAPI security dependency: the webhook's shared secret in its header, or 401 before the body is read."""
+    header = APIKeyHeader(name=SECRET_HEADER, auto_error=False, scheme_name="labelStudioWebhookSecret",
+                          description="The shared secret Label Studio's webhook sends")
+    expected = secret.encode()
+
+    async def require_secret(given: str | None = Depends(header)) -> None:  # noqa: B008  FastAPI's way
+        if given is None or not hmac.compare_digest(given.strip().encode(), expected):
+            raise HTTPException(401, detail=f"missing or wrong webhook secret: send the header '{SECRET_HEADER}'")
+
+    return require_secret
+
+
+def _label_studio_webhook(publisher: _Publisher, topic: str, policy: EventPolicy, body_limits: tuple[int, float],
+                          annotated_requests: Callable[[list[str]], dict[str, str]] | None, accepted) -> Callable:
+    """The webhook route: a checked Label Studio body becomes feedback events, sent and acknowledged, or a 400."""
+
+    async def webhook(request: Request) -> Response:
+        body = await _read_body(request, *body_limits)
+        try:
+            call = parse_webhook(orjson.loads(body))
+        except orjson.JSONDecodeError as error:
+            raise _BodyProblem(400, _not_label_studio("", f"invalid JSON at character {error.pos}: {error.msg}")) from None
+        except InvalidEvent as error:
+            raise _BodyProblem(400, _not_label_studio(error.field, error.reason)) from None
+        now = datetime.now(UTC)
+        events = list(call.labels)
+        if call.deleted:
+            requests = await asyncio.to_thread(annotated_requests, list(call.deleted)) if annotated_requests else {}
+            events += [withdrawal(key, requests.get(key), now) for key in call.deleted]
+        _check(events, policy, now, batched=True)
+        if events:
+            await publisher.publish(topic, events)
+            accepted.inc(len(events))
+        ids = [event.event_id for event in events]
+        return Response(orjson.dumps({"accepted": len(ids), "event_ids": ids}), 202, media_type=_JSON)
+
+    return webhook
+
+
+def _not_label_studio(field: str, message: str) -> dict:
+    return {"detail": "not a Label Studio webhook body; nothing was written", "errors": [{"field": field, "message": message}]}
 
 
 def _key_dependency(api_key: str | None) -> Callable:

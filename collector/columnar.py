@@ -19,6 +19,7 @@ The store's layout, the same from either path:
   event_id, request_id, timestamp (UTC), model_name, model_version, latency_ms,
   label (string), score, `proba.<class>`, `feature.<name>`, embedding   (predictions)
   event_id, request_id, timestamp (UTC), label (string), rating, source   (feedback)
+  annotation, withdrawn (feedback of schema version 2 only; null in files without them)
 plus kafka_partition, kafka_offset and kafka_timestamp (the record's time) on both.
 """
 
@@ -431,7 +432,9 @@ def _per_event(kind: str, values: list, rows: list[int], policy: EventPolicy) ->
         kept.append(index)
     if not flat:
         return _empty().append_column("_row", pa.array([], pa.int64())), rejected
-    table = _with_store_types(pa.Table.from_pylist(_unmix_types(flat)))
+    rows = _unmix_types(flat)
+    names = dict.fromkeys(name for row in rows for name in row)  # every row's columns (from_pylist takes the first's)
+    table = _with_store_types(pa.Table.from_pydict({name: [row.get(name) for row in rows] for name in names}))
     return table.append_column("_row", pa.array(kept, pa.int64())), rejected
 
 
@@ -439,7 +442,10 @@ def _flat_row(kind: str, event) -> dict:
     row = {"event_id": event.event_id, "request_id": event.request_id, "timestamp": event.timestamp}
     if kind == "feedback":
         label = None if event.label is None else str(event.label)
-        return {**row, "label": label, "rating": event.rating, "source": event.source}
+        row |= {"label": label, "rating": event.rating, "source": event.source}
+        if event.schema_version >= 2:  # the annotation a label came from, and withdrawals of it
+            row |= {"annotation": event.annotation, "withdrawn": event.withdrawn}
+        return row
     output = event.output
     row |= {
         "model_name": event.model_name,
@@ -478,7 +484,8 @@ def _unmix_types(rows: list[dict]) -> list[dict]:
 
 
 STORE_TYPES = {"timestamp": TIMESTAMP, "label": pa.string(), "score": pa.float64(), "latency_ms": pa.float64(),
-               "rating": pa.float64(), "source": pa.string(), "embedding": pa.list_(pa.float64())}
+               "rating": pa.float64(), "source": pa.string(), "embedding": pa.list_(pa.float64()),
+               "annotation": pa.string(), "withdrawn": pa.bool_()}
 
 
 def _with_store_types(table: pa.Table) -> pa.Table:

@@ -169,14 +169,39 @@ class FeedbackEventV1(_Event):
         return self
 
 
+class FeedbackEventV2(FeedbackEventV1):
+    """Version 1 plus the annotation a label comes from, so that deleting the annotation can withdraw it.
+
+    `annotation` names one annotation of a labelling tool (`label-studio:<id>`). A withdrawal
+    (`withdrawn=True`, no label, no rating) takes back every label of its annotation (a deleted
+    annotation is never saved again): the store's labelled view no longer counts them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    schema_version: Literal[2] = 2
+    annotation: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    withdrawn: StrictBool = False
+
+    @model_validator(mode="after")
+    def _label_or_rating(self) -> FeedbackEventV2:
+        if self.withdrawn:
+            if self.annotation is None or self.label is not None or self.rating is not None:
+                raise ValueError("a withdrawal names the annotation it withdraws, and carries no label or rating")
+        elif self.label is None and self.rating is None:
+            raise ValueError("feedback needs a label or a rating")
+        return self
+
+
 PredictionEvent = PredictionEventV1
 FeedbackEvent = FeedbackEventV1
-Event = PredictionEventV1 | FeedbackEventV1
+Event = PredictionEventV1 | FeedbackEventV1 | FeedbackEventV2
 
 # (kind, version) -> model. A new version is one class and one line here.
 SCHEMAS: dict[tuple[str, int], type[_Event]] = {
     ("prediction", 1): PredictionEventV1,
     ("feedback", 1): FeedbackEventV1,
+    ("feedback", 2): FeedbackEventV2,
 }
 KINDS = ("prediction", "feedback")
 

@@ -54,6 +54,12 @@ LATEST_LABEL = f"""
     FROM p JOIN ({{feedback}}) f ON {IN_HORIZON}
     QUALIFY row_number() OVER (PARTITION BY p.event_id ORDER BY f.timestamp DESC, f.kafka_offset DESC, f.event_id DESC) = 1
     ORDER BY p.timestamp, p.event_id"""
+# Feedback that counts: withdrawals and the labels of the annotations they withdraw do not. (An annotation is
+# never saved again once deleted: its id is not reused. So no time is compared, and no two clocks must agree.)
+COUNTED_FEEDBACK = """
+    SELECT f.event_id, f.request_id, f.timestamp, f.label, f.rating, f.source, f.kafka_offset FROM {scan} f
+    WHERE f.withdrawn IS NOT TRUE AND (f.annotation IS NULL OR f.annotation NOT IN (
+        SELECT w.annotation FROM {scan} w WHERE w.withdrawn AND w.annotation IS NOT NULL))"""
 WITHOUT_LABEL = f"SELECT p.* FROM p ANTI JOIN ({{feedback}}) f ON {IN_HORIZON} ORDER BY p.timestamp, p.event_id"
 EVERY_LABEL = f"""
     SELECT p.event_id, p.request_id, p.timestamp, p.label, f.event_id AS feedback_event_id, f.label AS true_label,
@@ -109,8 +115,12 @@ class Store:
             source = "[" + ", ".join("'" + os.path.join(folder, "*.parquet").replace("'", "''") + "'"
                                      for folder in folders) + "]"
         files = f"read_parquet({source}, hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
-        # Files written before the store kept each record's Kafka time lack `kafka_timestamp`: null there.
-        return f"(SELECT * FROM {files} UNION ALL BY NAME SELECT NULL::TIMESTAMPTZ AS kafka_timestamp WHERE false)"
+        # Files written before the store kept each record's Kafka time lack `kafka_timestamp`, and feedback
+        # files without an event of schema version 2 lack `annotation` and `withdrawn`: null there.
+        absent = "NULL::TIMESTAMPTZ AS kafka_timestamp"
+        if kind == "feedback":
+            absent += ", NULL::VARCHAR AS annotation, NULL::BOOLEAN AS withdrawn"
+        return f"(SELECT * FROM {files} UNION ALL BY NAME SELECT {absent} WHERE false)"
 
     def _hour_folders(self, kind: str, model: str | None, start: datetime, end: datetime) -> list[tuple[str, str]]:
         """(folder, "date=…/hour=…") of each hour folder whose hour overlaps [start, end], oldest first."""
@@ -132,10 +142,10 @@ class Store:
                     folders.append((os.path.join(day_folder, f"hour={hour}"), f"date={day}/hour={hour}"))
         return folders
 
-    def _query(self, kind: str, model: str | None, start: datetime, end: datetime,
+    def _query(self, kind: str, model: str | None, start: datetime | None, end: datetime | None,
                select: Callable[[str], tuple[str, list]]) -> pa.Table:
-        """Run `select(scan)` (SQL and its parameters) over the files of `kind` in the window; an empty table
-        when there are none. The files are listed again when compaction replaced one before DuckDB read it."""
+        """Run `select(scan)` (SQL and its parameters) over the files of `kind` in the window (no window: all
+        of them); an empty table when there are none. The files are listed again when compaction replaced one before DuckDB read it."""
         def query() -> pa.Table:
             scan = self._scan(kind, model, start, end)
             if scan is None:
@@ -201,6 +211,29 @@ class Store:
             [_day(start), _day(end), start, end],
         ))
 
+    def annotated_requests(self, annotations: list[str]) -> dict[str, str]:
+        """The request each of `annotations` (feedback's `annotation`) labelled, for those the store has."""
+        if not annotations:
+            return {}
+        rows = self._query("feedback", None, None, None, lambda scan: (
+            f"SELECT DISTINCT annotation, request_id FROM {scan} WHERE annotation IN "
+            f"(SELECT unnest(?::VARCHAR[])) AND withdrawn IS NOT TRUE", [list(annotations)]))
+        if "annotation" not in rows.column_names:  # no feedback stored yet
+            return {}
+        return dict(zip(rows["annotation"].to_pylist(), rows["request_id"].to_pylist(), strict=True))
+
+    def feedback_of(self, request_ids: list[str]) -> pa.Table:
+        """Every feedback event (each once) of the requests `request_ids`, of any time: event_id, request_id,
+        label, source, annotation, withdrawn."""
+        rows = None
+        if request_ids:
+            rows = self._query("feedback", None, None, None, lambda scan: (
+                f"""SELECT event_id, request_id, label, source, annotation, withdrawn FROM {scan}
+                    WHERE request_id IN (SELECT unnest(?::VARCHAR[])) {FIRST_OF_EACH_EVENT}""", [list(request_ids)]))
+        if rows is None or "annotation" not in rows.column_names:
+            return pa.table({name: pa.array([], pa.string()) for name in ("event_id", "request_id", "annotation")})
+        return rows
+
     def labelled(
         self, model: str, start: datetime | None = None, end: datetime | None = None,
         horizon: timedelta = timedelta(days=7),
@@ -211,7 +244,8 @@ class Store:
         time lies in [prediction time - CLOCK_SKEW, prediction time + horizon]; feedback
         outside that interval labels nothing and corrects nothing. Of the labels in it, the
         latest (by event time, then by arrival) wins: a correction is a later label within the
-        horizon. So a row's label never depends on the window asked for, nor on feedback that
+        horizon. A withdrawal (feedback of schema version 2, from a deleted annotation) takes
+        back every label of its annotation: they label nothing. So a row's label never depends on the window asked for, nor on feedback that
         came after the horizon. Feedback may be stored before its prediction; the join is on
         event time, not arrival. Adds `true_label`, `rating` (of that same feedback event),
         `feedback_source`, `feedback_timestamp`.
@@ -237,7 +271,7 @@ class Store:
             scan = self._scan("feedback", None, max(start - CLOCK_SKEW, FAR_PAST), min(end + horizon, FAR_FUTURE))
             if predictions.num_rows == 0 or scan is None:
                 return predictions if not labelled else _with_label_columns(predictions.slice(0, 0))
-            feedback = f"SELECT event_id, request_id, timestamp, label, rating, source, kafka_offset FROM {scan}"
+            feedback = COUNTED_FEEDBACK.format(scan=scan)
             with duckdb.connect() as connection:
                 connection.execute("SET TimeZone = 'UTC'")
                 connection.register("p", predictions)

@@ -9,7 +9,8 @@ batch can be exported again, in any format, at any time.
 An index (`index.json`, rewritten whole with each batch) keeps each batch's model, size and the
 time range of its predictions, so a selection reads only the batches its window can overlap,
 not every batch ever sent. A batch file the index does not know yet (a crash between the two
-writes) is read once and added; the batch files stay the record.
+writes) is read once and added; the batch files stay the record. A batch pushed to Label
+Studio has `<batch_id>.label-studio.json` beside it: the server, the project and each request's task id.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = ["Batch", "BatchLedger"]
 METADATA_KEY = b"driftloop.batch"
 INDEX_FILE = "index.json"
 INDEX_FORMAT = 1
+TASKS_SUFFIX = ".label-studio.json"  # beside a batch: where it was pushed, and each request's task id
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,27 @@ class BatchLedger:
             window_end=_time(meta["window_end"]),
             rows=rows.replace_schema_metadata(None),
         )
+
+    def record_tasks(self, batch_id: str, where: dict) -> Path:
+        """Record where a batch went for labelling (a Label Studio: its url, project and each request's task id),
+        whole or not at all, beside the batch file; a later push of the batch rewrites it."""
+        self.load(batch_id)  # a known batch, or ValueError listing them
+        path = self.folder / f"{batch_id}{TASKS_SUFFIX}"
+        temporary = path.with_name(f".{path.name}.tmp")
+        with open(temporary, "w") as handle:
+            json.dump(where, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        return path
+
+    def tasks(self, batch_id: str) -> dict | None:
+        """What `record_tasks` recorded for the batch, or None when it was never pushed."""
+        self.load(batch_id)
+        try:
+            return json.loads((self.folder / f"{batch_id}{TASKS_SUFFIX}").read_text())
+        except FileNotFoundError:
+            return None
 
     def selected_request_ids(self, start: datetime | None = None, end: datetime | None = None) -> set[str]:
         """Request ids of every input put in a batch, of any model; with a window, of the batches that

@@ -7,7 +7,8 @@ Parquet. In: a Label Studio JSON export, or a CSV with `request_id` and
 row stops the import with an error naming the row and the field, and no
 label of the file reaches Kafka. Each label becomes a feedback event with
 source "annotator" and an id derived from its content, so importing the same
-file twice stores each label once.
+file twice stores each label once; a Label Studio annotation gets the id its webhook gives it
+(collector.label_studio), so a label that came by webhook or `curate sync` is not stored again.
 
 Files are streamed, never loaded whole: `read_labels` checks the file in one
 pass and keeps only each labelled request id (to catch a request labelled
@@ -31,7 +32,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from driftloop.collector.durable import durable_producer
-from driftloop.collector.schemas import FeedbackEvent, encode
+from driftloop.collector.label_studio import FROM_NAME, LABEL_NAMESPACE, TO_NAME, annotation_event_id, annotation_key
+from driftloop.collector.schemas import FeedbackEvent, FeedbackEventV2, encode
 from driftloop.curation.batches import Batch, BatchLedger
 
 __all__ = [
@@ -39,9 +41,6 @@ __all__ = [
 ]
 
 EXPORT_FORMATS = ("label-studio", "csv", "parquet")
-FROM_NAME, TO_NAME = "label", "input"  # the names the labelling config gives its Choices and Table tags
-# Labels derive their event ids from this namespace, their request and their content.
-LABEL_NAMESPACE = uuid.UUID("5b0f4c1e-8a57-4d1c-9a0e-5f3c2d7e9b61")
 
 
 class LabelFileError(ValueError):
@@ -153,6 +152,11 @@ def _events(path: Path, allowed: dict[str, set[str]], now: datetime, unlabelled_
         if request_id in seen:
             raise LabelFileError(path, row, "request_id", f"{request_id!r} is labelled twice (also row {seen[request_id]})")
         seen[request_id] = row
+        if annotation is not None and labelled_at is not None:  # a Label Studio annotation: the webhook's id
+            yield FeedbackEventV2(event_id=annotation_event_id(request_id, label, annotation, labelled_at),
+                                  request_id=request_id, label=label, source="annotator", timestamp=labelled_at,
+                                  annotation=annotation_key(annotation))
+            continue
         event_id = uuid.uuid5(LABEL_NAMESPACE, f"{request_id}\n{label}\n{annotation}").hex
         yield FeedbackEvent(event_id=event_id, request_id=request_id, label=label, source="annotator",
                             timestamp=labelled_at or now)

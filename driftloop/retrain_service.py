@@ -32,6 +32,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
+from driftloop import labelling_service
 from driftloop.collector.store import Store
 from driftloop.curation import BatchRequest, SnapshotSpec, build_snapshot, load_snapshot, select_batch
 from driftloop.curation_service import build_strategy, ledger, reference_rows
@@ -324,6 +325,12 @@ class RetrainService:
             raise ValueError(f"drift-targeted selection needs reference rows: register a champion or profile the model "
                              f"(driftloop drift profile --model {episode.model})")
         batch = select_batch(Store(settings.store_dir), ledger(settings), strategy, request, reference=reference)
+        if batch is not None and labelling_service.enabled(settings):
+            try:  # the batch is recorded either way: a failed push is retried with `driftloop curate push`
+                labelling_service.push(settings, batch.batch_id)
+            except (labelling_service.LabelStudioError, labelling_service.LabelStudioOff, OSError, ValueError) as error:
+                log.warning("episode %s: batch %s not pushed to Label Studio (%s); push it with `driftloop curate "
+                            "push %s`", episode.id, batch.batch_id, error, batch.batch_id)
         return None if batch is None else batch.batch_id
 
     def _reference_rows(self, model: str) -> pa.Table | None:

@@ -109,6 +109,8 @@ def run_store_writer(settings: Settings) -> None:
 
 def run_api(settings: Settings, insecure: bool = False) -> None:
     from driftloop.collector.api import check_bind, create_app, serve
+    from driftloop.collector.store import Store
+    from driftloop.labelling_service import webhook_secret
 
     api = settings.api
     check_bind(api.host, api.api_key is not None, insecure)
@@ -124,6 +126,8 @@ def run_api(settings: Settings, insecure: bool = False) -> None:
         policy=event_policy(settings),
         public_metrics=api.public_metrics,
         public_docs=api.public_docs,
+        label_studio_secret=webhook_secret(settings),
+        annotated_requests=Store(settings.store_dir).annotated_requests,
     )
     if api.api_key is None or api.public_metrics:
         announce_to_prometheus(settings, "api", _reachable(api.host, api.port))

@@ -85,9 +85,11 @@ class StackSettings(_Part):
     kafka_controller_port: Port = 19093
     prometheus_port: Port = 19090
     alertmanager_port: Port = 19094
+    label_studio_port: Port = 19095
     start_kafka: bool = True
     start_prometheus: bool = True
     start_alertmanager: bool = True
+    start_label_studio: bool = True
     kafka_heap: str = Field(default="1g", pattern=r"^\d+[mg]$")
 
     @field_validator("state_dir", "cache_dir")
@@ -120,6 +122,26 @@ class GrafanaSettings(_Part):
     url: str = ""
     token: SecretStr | None = None
     folder: str = Field(default="driftloop", pattern=r"^[A-Za-z0-9_-]{1,40}$")
+
+
+class LabelStudioSettings(_Part):
+    """Label Studio for labelling batches (`driftloop curate push | sync`), and its webhook into the API.
+
+    Empty `url` means the local stack's Label Studio (its admin token is made by `stack up`); a
+    team's own server needs `url` and `token` (an access token of a user who may create projects).
+    `enabled = false` turns Label Studio off: batches are then exported and imported as files.
+    Label Studio calls the ingestion API at `webhook_url` (empty: the API's own address) with the
+    header `X-Driftloop-Webhook-Secret: <webhook_secret>` (empty: a secret the local stack makes).
+    """
+
+    enabled: bool = True
+    url: str = Field(default="", pattern=r"^(https?://.+)?$")
+    token: SecretStr | None = None
+    webhook_url: str = Field(default="", pattern=r"^(https?://.+)?$")
+    webhook_secret: SecretStr | None = Field(default=None, min_length=16)
+    project_title: str = Field(default="driftloop: {model}", min_length=1, pattern=r"\{model\}")
+    timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    username: str = Field(default="admin@driftloop.local", min_length=3)  # the local stack's admin
 
 
 class RaySettings(_Part):
@@ -394,6 +416,7 @@ class Settings(BaseSettings):
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
+    label_studio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
@@ -447,6 +470,15 @@ class Settings(BaseSettings):
 
     def alertmanager_url(self) -> str:
         return self.alertmanager.url or f"http://127.0.0.1:{self.stack.alertmanager_port}"
+
+    def label_studio_url(self) -> str:
+        """Label Studio's address: the configured one, or the local stack's."""
+        return (self.label_studio.url or f"http://127.0.0.1:{self.stack.label_studio_port}").rstrip("/")
+
+    def label_studio_webhook_url(self) -> str:
+        """Where Label Studio sends its webhooks: the configured address, or the ingestion API's own route."""
+        host = "127.0.0.1" if self.api.host in ("0.0.0.0", "::") else self.api.host
+        return self.label_studio.webhook_url or f"http://{host}:{self.api.port}/v1/label-studio/webhook"  # WEBHOOK_PATH
 
 
 class SettingsError(ValueError):

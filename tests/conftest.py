@@ -1,4 +1,4 @@
-"""Real services, once per session: Kafka, Prometheus, Alertmanager, and a local Ray.
+"""Real services, once per session: Kafka, Prometheus, Alertmanager, a local Ray, and Label Studio.
 
 Each test gets its own topic prefix and data directory, so tests never see each
 other's events. The stack is started by the same code as `driftloop stack up`.
@@ -28,6 +28,8 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
             "kafka_controller_port": free_port(),
             "prometheus_port": free_port(),
             "alertmanager_port": free_port(),
+            "label_studio_port": free_port(),
+            "start_label_studio": False,  # the `label_studio` fixture starts it, for the tests that use it
             "kafka_heap": "512m",
         },
         prometheus={"scrape_interval_s": 1},
@@ -75,6 +77,20 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def label_studio(stack_settings: Settings):
+    """The session's real Label Studio, started by `stack up` (a stack of Label Studio alone) under the session's
+    state dir; `.url`, `.process`, and its credentials from `driftloop.stack.local_credentials(stack)`."""
+    settings = stack_settings.model_copy(update={"stack": stack_settings.stack.model_copy(update={
+        "start_kafka": False, "start_prometheus": False, "start_alertmanager": False, "start_label_studio": True})})
+    stack = LocalStack(settings)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
 
 
 @pytest.fixture(scope="session")

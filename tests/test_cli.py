@@ -85,7 +85,7 @@ def test_json_output_is_json(env):
     assert batches.returncode == 0 and json.loads(batches.stdout) == []
     status = run_cli("stack", "status", "--json", env=env)  # nothing runs under this state dir
     assert status.returncode == EXIT_RUNTIME
-    assert {row["name"] for row in json.loads(status.stdout)} == {"kafka", "prometheus", "alertmanager"}
+    assert {row["name"] for row in json.loads(status.stdout)} == {"kafka", "prometheus", "alertmanager", "label-studio"}
     assert all(row["answers"] is False for row in json.loads(status.stdout))
 
 

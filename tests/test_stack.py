@@ -20,6 +20,7 @@ def monitoring_only(tmp_path):
         stack={
             "state_dir": tmp_path / "state",
             "start_kafka": False,
+            "start_label_studio": False,
             "prometheus_port": free_port(),
             "alertmanager_port": free_port(),
         },

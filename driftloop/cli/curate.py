@@ -130,6 +130,53 @@ def export(
         console.print("In Label Studio: create a project with the labelling config above, then import the tasks file.")
 
 
+@app.command("push")
+def push(
+    batch_id: Annotated[str, typer.Argument(help="The batch, as `driftloop curate batches` lists it.")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send a batch to Label Studio as tasks (features, and the model's answer as a pre-annotation).
+
+    One project per model, made the first time; its webhook brings the labels back into the feedback
+    topic by itself. Pushing a batch again imports nothing twice.
+    """
+    from driftloop.labelling_service import push as push_batch
+
+    settings = setup(config)
+    with console.status(f"pushing {batch_id} to Label Studio at {settings.label_studio_url()}"):
+        result = push_batch(settings, batch_id)
+    if as_json:
+        print_json({"batch_id": batch_id, "project_id": result.project_id, "project_created": result.project_created,
+                    "imported": result.imported, "already_there": result.already_there, "tasks": result.tasks})
+        return
+    console.print(f"batch {batch_id}: {result.imported} tasks imported, {result.already_there} there already, in "
+                  f"project {result.project_id}{' (new)' if result.project_created else ''}: "
+                  f"{settings.label_studio_url()}/projects/{result.project_id}")
+
+
+@app.command("sync")
+def sync(
+    batch_id: Annotated[str, typer.Argument(help="A batch pushed with `driftloop curate push`.")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pull a pushed batch's annotations from Label Studio: what the webhook missed, nothing twice.
+
+    Labels the store lacks go to the feedback topic; labels of annotations deleted since are withdrawn.
+    """
+    from driftloop.labelling_service import sync as sync_batch
+
+    settings = setup(config)
+    with console.status(f"reading the annotations of {batch_id} from Label Studio"):
+        result = sync_batch(settings, batch_id)
+    if as_json:
+        print_json({"batch_id": batch_id, "labels": result.labels, "sent": result.sent, "withdrawn": result.withdrawn})
+        return
+    console.print(f"batch {batch_id}: {result.labels} labels in Label Studio, {result.sent} new sent to "
+                  f"{settings.kafka.topic('feedback')}, {result.withdrawn} withdrawn")
+
+
 @app.command("import")
 def import_(
     path: Annotated[Path, typer.Argument(help="A Label Studio JSON export, or a CSV with request_id and label columns.")],

@@ -10,7 +10,7 @@ from rich.table import Table
 from driftloop.cli.common import CommandError, ConfigOption, JsonOption, console, print_json, setup
 from driftloop.stack import LocalStack, ServiceStatus
 
-app = typer.Typer(help="The local stack: Kafka, Prometheus and Alertmanager on 127.0.0.1.", no_args_is_help=True)
+app = typer.Typer(help="The local stack: Kafka, Prometheus, Alertmanager and Label Studio on 127.0.0.1.", no_args_is_help=True)
 
 
 def print_services(rows: list[ServiceStatus]) -> None:

@@ -1,4 +1,4 @@
-"""`driftloop stack up | down | status`: Kafka, Prometheus and Alertmanager on 127.0.0.1.
+"""`driftloop stack up | down | status`: Kafka, Prometheus, Alertmanager and Label Studio on 127.0.0.1.
 
 The same class serves the test fixtures, with free ports and a temporary state dir.
 """
@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from driftloop.settings import Settings
 from driftloop.stack.kafka import KafkaBroker, create_topics
+from driftloop.stack.label_studio import LabelStudioServer
 from driftloop.stack.monitoring import Alertmanager, Prometheus, http_ready
 from driftloop.stack.process import port_open
 
@@ -41,6 +42,7 @@ class LocalStack:
         self.kafka = KafkaBroker(stack)
         self.prometheus = Prometheus(stack, settings.prometheus)
         self.alertmanager = Alertmanager(stack, settings.alertmanager)
+        self.label_studio = LabelStudioServer(stack, settings.label_studio.username)
 
     def _enabled(self) -> list[tuple[str, object, int]]:
         stack = self.settings.stack
@@ -51,7 +53,15 @@ class LocalStack:
             services.append(("alertmanager", self.alertmanager, stack.alertmanager_port))
         if stack.start_prometheus:
             services.append(("prometheus", self.prometheus, stack.prometheus_port))
+        if self.starts_label_studio:
+            services.append(("label-studio", self.label_studio, stack.label_studio_port))
         return services
+
+    @property
+    def starts_label_studio(self) -> bool:
+        """The stack runs Label Studio unless it is turned off, or the team points at its own (`label_studio.url`)."""
+        settings = self.settings
+        return settings.stack.start_label_studio and settings.label_studio.enabled and not settings.label_studio.url
 
     def up(self) -> list[ServiceStatus]:
         """Start what is not running yet, wait until each answers, create the topics. Idempotent."""
@@ -64,7 +74,7 @@ class LocalStack:
             if port_open(port):
                 raise PortTaken(
                     f"port {port} for {name} is in use by a program the stack did not start; "
-                    f"stop it or set DRIFTLOOP_STACK__{name.upper()}_PORT"
+                    f"stop it or set DRIFTLOOP_STACK__{name.upper().replace('-', '_')}_PORT"
                 )
             log.info("starting %s on 127.0.0.1:%d", name, port)
             service.start()
@@ -107,6 +117,6 @@ class LocalStack:
 
 def _answers(name: str, service) -> bool:
     try:
-        return service.ready() if name == "kafka" else http_ready(f"{service.url}/-/ready")
+        return service.ready() if name in ("kafka", "label-studio") else http_ready(f"{service.url}/-/ready")
     except Exception:
         return False
