@@ -39,7 +39,7 @@ from driftloop.layout import SAMPLE_FILE, ray_storage_dir, registry_dir, snapsho
 from driftloop.retrain import Database, ModelRegistry, ModelSpec, get_spec
 from driftloop.retrain.episodes import Episode, EpisodeStore, Step
 from driftloop.retrain.leases import LeaseLost, Leases
-from driftloop.retrain.metrics import RetrainMetrics
+from driftloop.retrain.metrics import EpisodeGauges, RetrainMetrics
 from driftloop.retrain.runner import EpisodeRunner, RunnerConfig, labels_since
 from driftloop.retrain.triggers import Notification, Policy, alert_triggers, decide
 from driftloop.settings import Settings
@@ -85,6 +85,7 @@ class RetrainService:
         self.episodes = EpisodeStore(self.database)
         self.leases = Leases(self.database)
         self.metrics = metrics or RetrainMetrics(CollectorRegistry())
+        self.metrics.registry.register(EpisodeGauges(lambda: self.episodes.episodes(active=True)))
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         retrain = settings.retrain
         self.policy = Policy(cooldown_s=retrain.cooldown_s, min_new_labels=retrain.min_new_labels)
@@ -236,6 +237,9 @@ class RetrainService:
                 seconds = ((finished.finished_at or datetime.now(UTC)) - finished.created_at).total_seconds()
                 self.metrics.duration.labels(model, finished.outcome).observe(seconds)
                 self.metrics.episodes.labels(model, finished.outcome).inc()
+                fit_s = (finished.state.get("timings") or {}).get("fit_s")
+                if fit_s is not None:
+                    self.metrics.training.labels(model).observe(fit_s)
                 log.info("episode %s of %s ended %s %s", finished.id, model, finished.outcome, finished.reason)
             return finished
         finally:
@@ -324,7 +328,11 @@ class RetrainService:
             raise ValueError(f"drift-targeted selection needs reference rows: register a champion or profile the model "
                              f"(driftloop drift profile --model {episode.model})")
         batch = select_batch(Store(settings.store_dir), ledger(settings), strategy, request, reference=reference)
-        return None if batch is None else batch.batch_id
+        self.metrics.batches.labels(episode.model, "empty" if batch is None else "sent").inc()
+        if batch is None:
+            return None
+        self.metrics.batch_rows.labels(episode.model).inc(len(batch))
+        return batch.batch_id
 
     def _reference_rows(self, model: str) -> pa.Table | None:
         profile = self.registry.profile_dir(model)

@@ -103,6 +103,9 @@ class PrometheusSettings(_Part):
     scrape_interval_s: Annotated[float, Field(gt=0)] = 5.0
     # host:port of metrics endpoints to scrape, beyond the ones services register at run time.
     scrape_targets: list[str] = Field(default_factory=list)
+    # The `environment` label the local Prometheus puts on every series it scrapes (the dashboards'
+    # Environment variable); on your own Prometheus, set it in your scrape configs.
+    environment: str = Field(default="local", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
 
 
 class AlertmanagerSettings(_Part):

@@ -87,6 +87,7 @@ def test_monitor_exports_drift_to_prometheus_and_publishes_a_drift_event(
     assert run.drifted and run.window.share >= 0.5
     assert run.multivariate.drifted and run.multivariate.auc > 0.9
     assert run.accuracy == pytest.approx(0.5, abs=0.05)
+    assert run.label_delay_s == pytest.approx(1.0, abs=0.01), "every label came 1 s after its prediction"
 
     registry = CollectorRegistry()
     registry.register(DriftMetrics([monitor]))
@@ -99,6 +100,8 @@ def test_monitor_exports_drift_to_prometheus_and_publishes_a_drift_event(
         scores = query(prometheus.url, 'driftloop_drift_feature_drifted{model="churn"} == 1')
         assert {s["metric"]["feature"] for s in scores} == drifted
         assert float(query(prometheus.url, 'driftloop_drift_share{model="churn"}')[0]["value"][1]) == run.window.share
+        delay = query(prometheus.url, 'driftloop_drift_label_delay_seconds{model="churn"}')
+        assert float(delay[0]["value"][1]) == pytest.approx(1.0, abs=0.01)
         # p-values and distances are separate families; the reference has 2000 rows, so these are distances
         distances = query(prometheus.url, 'driftloop_drift_feature_distance{model="churn"}')
         assert {d["metric"]["feature"] for d in distances} == {r.feature for r in run.window.results if not r.p_value}

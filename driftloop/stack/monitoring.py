@@ -62,6 +62,9 @@ class Prometheus(_HttpService):
         scrape = {
             "job_name": "driftloop",
             "file_sd_configs": [{"files": [str(self.targets_dir / "*.json")], "refresh_interval": "5s"}],
+            # every series gets `environment` (the dashboards' Environment variable), unless its target has one
+            "relabel_configs": [{"source_labels": ["environment"], "regex": "", "target_label": "environment",
+                                 "replacement": self.settings.environment}],
         }
         if self.settings.scrape_targets:
             scrape["static_configs"] = [{"targets": list(self.settings.scrape_targets)}]
