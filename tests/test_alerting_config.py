@@ -24,7 +24,8 @@ def test_promtool_rule_unit_tests_pass():
 
 
 def test_every_alert_has_a_case_that_fires_and_one_that_stays_quiet():
-    assert {path.name for path in rule_files()} >= {"drift.yml", "monitor.yml", "collector.yml"}
+    assert {path.name for path in rule_files()} >= {"drift.yml", "monitor.yml", "collector.yml", "components.yml",
+                                                 "retrain.yml", "serving.yml"}
     for path in rule_files():
         alerts = {rule["alert"] for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]
                   if "alert" in rule}
@@ -68,3 +69,16 @@ def test_running_alertmanager_routes_to_the_webhook(alertmanager, stack_settings
     webhooks = [hook["url"] for receiver in loaded["receivers"] for hook in receiver.get("webhook_configs", [])]
     assert webhooks == [stack_settings.alertmanager.webhook_url]
     assert loaded["route"]["receiver"] == "driftloop-webhook"
+
+
+def test_the_alerts_the_issue_asks_for_are_shipped_with_a_runbook():
+    rules = {rule["alert"]: rule for path in rule_files() for group in yaml.safe_load(path.read_text())["groups"]
+             for rule in group["rules"] if "alert" in rule}
+    asked = {"DriftloopDatasetDrift", "DriftloopManyFeaturesDrifted", "DriftloopFeedbackAccuracyDropped",
+             "DriftloopAccuracyDrop",  # a sequential-detector alarm
+             "DriftloopConsumerLag", "DriftloopIngestionStalled", "DriftloopDeadLetters", "DriftloopComponentDown",
+             "DriftloopMonitorDown", "DriftloopMonitorStale", "DriftloopRetrainFailed", "DriftloopShadowLagging",
+             "DriftloopRollback"}
+    assert asked <= set(rules), sorted(asked - set(rules))
+    for name, rule in rules.items():
+        assert {"summary", "description", "runbook"} <= set(rule["annotations"]), name

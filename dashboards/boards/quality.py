@@ -41,12 +41,12 @@ def build() -> Dashboard:
               "the served version are marked on the time axis.",
               model_variable("driftloop_serve_model_version"))
         .annotation(annotation(
-            "Promotions", decided("promote"), "promoted: {{model}} v{{version}}",
-            "The gate promoted the challenger v{{version}} of {{model}} to champion.", "green", "model,version"))
+            "Promotions", decided("promote"), "promoted: {{model}}",
+            "The promotion gate found the challenger of {{model}} better and made it the champion.", "green"))
         .annotation(annotation(
-            "Rollbacks", decided("rollback"), "rolled back: {{model}} v{{version}}",
-            "The gate's watch found the new champion v{{version}} of {{model}} worse and rolled it back.", "red",
-            "model,version"))
+            "Rollbacks", decided("rollback"), "rolled back: {{model}}",
+            "The gate's watch found the new champion of {{model}} worse than the previous one and rolled it back.",
+            "red"))
         .annotation(annotation(
             "Served version changed", f"changes(driftloop_serve_model_version{{{SEL}}}[2m]) > 0",
             "{{model}} now serves another version", "The model server loaded a new champion (a promotion, a "
