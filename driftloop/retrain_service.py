@@ -35,7 +35,8 @@ from pydantic import ValidationError
 from driftloop.collector.store import Store
 from driftloop.curation import BatchRequest, SnapshotSpec, build_snapshot, load_snapshot, select_batch
 from driftloop.curation_service import build_strategy, ledger, reference_rows
-from driftloop.layout import SAMPLE_FILE, ray_storage_dir, registry_dir, snapshots_dir
+from driftloop.dashboards.alerting import LOG_PATH
+from driftloop.layout import SAMPLE_FILE, alert_log_file, ray_storage_dir, registry_dir, snapshots_dir
 from driftloop.retrain import Database, ModelRegistry, ModelSpec, get_spec
 from driftloop.retrain.episodes import Episode, EpisodeStore, Step
 from driftloop.retrain.leases import LeaseLost, Leases
@@ -101,6 +102,28 @@ class RetrainService:
         """Validate an Alertmanager notification and record it durably; pydantic's ValidationError if malformed."""
         notification = Notification.model_validate(body)
         return self.episodes.record_notification(notification.groupKey, notification.status, dict(body))
+
+    def log_alerts(self, body: Mapping) -> int:
+        """The log receiver: every alert of a notification as one JSON line of the alert log, and one log line."""
+        notification = Notification.model_validate(body)
+        received = datetime.now(UTC).isoformat()
+        lines = []
+        for alert in notification.alerts:
+            name = alert.labels.get("alertname", "")
+            lines.append(orjson.dumps({
+                "received_at": received, "group_key": notification.groupKey, "status": alert.status,
+                "alertname": name, "labels": alert.labels, "annotations": alert.annotations,
+                "starts_at": alert.startsAt.isoformat(), "ends_at": alert.endsAt.isoformat() if alert.endsAt else None,
+                "fingerprint": alert.fingerprint}) + b"\n")
+            log.info("alert %s %s %s: %s", alert.status, name,
+                     ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k != "alertname"),
+                     alert.annotations.get("summary", ""))
+            self.metrics.alerts_logged.labels(name, alert.status).inc()
+        path = alert_log_file(self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as out:  # one write per notification, so lines of two writers never interleave
+            out.write(b"".join(lines))
+        return len(lines)
 
     def process_notifications(self) -> int:
         """Decide on every recorded notification not processed yet; each in one transaction."""
@@ -431,6 +454,20 @@ def create_app(service: RetrainService, registry: CollectorRegistry, path: str):
             return json_response(503, {"detail": f"not recorded ({type(error).__name__}); send it again"})
         service.metrics.notifications.labels("recorded").inc()
         return json_response(200, {"recorded": notification_id})
+
+    @app.post(LOG_PATH, responses={400: {"description": "not JSON"}, 422: {"description": "not a notification"}})
+    async def alert_log(request: Request) -> Response:
+        """Alertmanager's log receiver: every alert, firing or resolved, appended to the alert log."""
+        try:
+            body = orjson.loads(await request.body())
+            logged = await asyncio.to_thread(service.log_alerts, body)
+        except orjson.JSONDecodeError as error:
+            return json_response(400, {"detail": f"the body is not JSON: {error}"})
+        except ValidationError as error:
+            problems = [{"field": ".".join(str(part) for part in problem["loc"]), "message": problem["msg"]}
+                        for problem in error.errors()]
+            return json_response(422, {"detail": "invalid notification; nothing was logged", "errors": problems})
+        return json_response(200, {"logged": logged})
 
     @app.get("/healthz")
     async def healthz() -> dict:

@@ -31,6 +31,8 @@ class RetrainMetrics:
         self.notifications = Counter("driftloop_retrain_notifications",
                                      "Alertmanager notifications received, by whether they were accepted.",
                                      ["result"], registry=registry)
+        self.alerts_logged = Counter("driftloop_retrain_alerts_logged", "Alerts the log receiver wrote to the "
+                                     "alert log, by alert name and status.", ["alertname", "status"], registry=registry)
         self.batches = Counter("driftloop_retrain_labelling_batches",
                                "Labelling batches episodes asked for, by result (sent; empty: nothing new to label).",
                                ["model", "result"], registry=registry)

@@ -40,7 +40,7 @@ class LocalStack:
         stack = settings.stack
         self.kafka = KafkaBroker(stack)
         self.prometheus = Prometheus(stack, settings.prometheus)
-        self.alertmanager = Alertmanager(stack, settings.alertmanager)
+        self.alertmanager = Alertmanager(stack, settings.alertmanager, settings.retrain.cooldown_s)
 
     def _enabled(self) -> list[tuple[str, object, int]]:
         stack = self.settings.stack
