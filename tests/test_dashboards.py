@@ -22,6 +22,7 @@ from grafana_foundation_sdk.models.dashboard import Dashboard as DashboardModel
 from grafana_server import GrafanaServer
 from metric_names import exported_names
 
+from driftloop.dashboards import rule_files
 from driftloop.dashboards.export import default_folder, queries, render_all, write
 from driftloop.dashboards.publish import PublishError, connect, publish
 from driftloop.stack import free_port
@@ -175,3 +176,12 @@ def test_the_publish_command_end_to_end(grafana, tmp_path):
     assert set(grafana.state.dashboards) == {d["uid"] for d in render_all().values()}
     refused = run_cli("dashboards", "publish", "--url", grafana.url, "--token", "wrong", env=env)
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "401" in refused.stderr
+
+
+def test_the_docs_list_every_panel_and_every_alert():
+    docs = (default_folder().parents[1] / "docs" / "dashboards.md").read_text()
+    missing = [f"{d['title']} / {p['title']}" for d in render_all().values() for p in d["panels"]
+               if f"| {p['title']} |" not in docs and f"| **{p['title']}** |" not in docs]
+    alerts = [r["alert"] for path in rule_files() for g in yaml.safe_load(path.read_text())["groups"]
+              for r in g["rules"] if f"`{r['alert']}`" not in docs]
+    assert not missing and not alerts, f"docs/dashboards.md lacks panels {missing} and alerts {alerts}"
