@@ -78,7 +78,7 @@ def test_the_boards_the_issue_asks_for_are_there():
     titles = {name: {panel["title"] for panel in document["panels"]} for name, document in render_all().items()}
     assert set(titles) == {"overview", "drift", "quality", "retraining"}
     assert {"Model server latency", "Ingestion API latency", "Services up", "Dead letters by reason"} <= titles["overview"]
-    assert {"Drift distance by feature", "Drift flag by feature", "Drifted features", "Dataset drift",
+    assert {"Drift statistic by feature", "Drift flag by feature", "Drifted features", "Dataset drift",
             "Multivariate AUC", "Sequential-detector alarms", "Drifted features now, with their reports"} <= titles["drift"]
     assert {"Accuracy on labelled feedback", "Champion and challenger accuracy", "Gate evidence",
             "Gate decisions in the time range"} <= titles["quality"]

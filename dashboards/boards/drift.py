@@ -75,16 +75,15 @@ def build() -> Dashboard:
             unit="percentunit", span=12, limits=(0.4, 1), steps=thresholds((None, "green"), (0.75, "red"))))
         .with_row(Row("Per feature"))
         .with_panel(timeseries(
-            "Drift distance by feature", "The distance of each feature from its reference (PSI, Wasserstein, "
-            "Jensen-Shannon, ...: large means drift), for the distance methods. Click a line for the model's "
-            "Evidently reports.",
-            query(f"max by (model, feature) (driftloop_drift_feature_distance{BY_MODEL})", "{{model}} {{feature}}"),
-            unit="short", span=12, limits=(0, None)).data_links(reports))
-        .with_panel(timeseries(
-            "Drift p-value by feature", "The p-value of each feature's test (KS, chi-squared, ...: small means "
-            "drift), for the p-value methods; below drift.threshold (0.05 by default) the feature drifted.",
-            query(f"min by (model, feature) (driftloop_drift_feature_p_value{BY_MODEL})", "{{model}} {{feature}}"),
-            unit="short", span=12, limits=(0, 1), steps=thresholds((None, "red"), (0.05, "green"))).data_links(reports))
+            "Drift statistic by feature", "Each feature's drift statistic against its reference: for the distance "
+            "methods (PSI, Wasserstein, Jensen-Shannon, ...) the distance, large means drift; for the p-value "
+            "methods (KS, chi-squared, ...) the p-value, small means drift (below drift.threshold, 0.05 by "
+            "default). drift.method picks one per feature. Click a line for the model's Evidently reports.",
+            query(f"max by (model, feature) (driftloop_drift_feature_distance{BY_MODEL})",
+                  "distance {{model}} {{feature}}"),
+            query(f"min by (model, feature) (driftloop_drift_feature_p_value{BY_MODEL})",
+                  "p-value {{model}} {{feature}}"),
+            unit="short", span=24, limits=(0, None)).data_links(reports))
         .with_panel(status_history(
             "Drift flag by feature", "Red while a feature's test found drift, green while it did not: when each "
             "feature started and stopped drifting.",
