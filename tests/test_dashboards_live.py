@@ -43,6 +43,7 @@ class Users:
     def __init__(self, serve_url: str, api_url: str, threads: int = 2, pause_s: float = 0.05) -> None:
         self.serve_url, self.api_url, self.pause_s = serve_url, api_url, pause_s
         self.concept = "b"  # the world drifted before the test began: the champion (concept a) is often wrong
+        self.shift = 0.0  # added to the last feature: its distribution moves away from the reference
         self.answered = 0
         self.failures: list[str] = []
         self.stop = threading.Event()
@@ -63,6 +64,7 @@ class Users:
         with httpx.Client(timeout=10) as client:
             while not self.stop.is_set():
                 x = rng.normal(size=len(FEATURES))
+                x[-1] += self.shift
                 truth = str(int(x[0 if self.concept == "a" else 1] > 0))
                 request_id = uuid.uuid4().hex
                 try:
@@ -180,12 +182,18 @@ def test_every_panel_returns_series_while_the_services_run(kafka, kafka_settings
             promoted = wait_until(lambda: registry.alias(MODEL, "champion") not in (None, 1)
                                   or episodes.episodes(MODEL)[0].finished, 900, interval_s=2)
             assert promoted and registry.alias(MODEL, "champion") != 1, f"{episodes.episodes(MODEL)[0]}\n{log_tails()}"
-            users.concept = "a"  # the world drifts back: the new champion is the worse one now
+            users.concept, users.shift = "a", 3.0  # the world drifts back (the new champion is the worse one
+            # now) and the inputs of the last feature move
             assert wait_until(lambda: episodes.episodes(MODEL)[0].outcome is not None, 600, interval_s=2), log_tails()
             assert episodes.episodes(MODEL)[0].outcome == "rolled_back", episodes.episodes(MODEL)[0].reason
             rolled_back = f'driftloop_retrain_episodes_total{{model="{MODEL}", outcome="rolled_back"}}'
             assert wait_until(lambda: series_over(prometheus.url, rolled_back, began, time.time()), 60), \
                 "Prometheus scraped the retrain service after the episode ended"
+            scraped_since = {f'driftloop_retrain_training_seconds_count{{model="{MODEL}"}}': "the training time",
+                             f'driftloop_drift_feature_drifted{{model="{MODEL}"}} == 1': "a drifted feature"}
+            for expr, what in scraped_since.items():
+                assert wait_until(lambda expr=expr: series_over(prometheus.url, expr, time.time() - 5, time.time()),
+                                  180), f"{what} reached Prometheus"
         assert not users.failures, users.failures[:5]
 
         end = time.time()
