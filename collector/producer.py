@@ -92,6 +92,9 @@ class EventLogger:
         self._metrics = ProducerMetrics(registry)
         self._metrics.buffer_capacity.set(buffer_events)
         self._metrics.buffered.set_function(lambda: self._pending)
+        for topic in (topics.predictions, topics.feedback):  # at 0 from the start, so a rate shows 0, not nothing
+            self._metrics.sent.labels(topic)
+            self._metrics.failed.labels(topic)
         self._pending = 0  # accepted, not yet acknowledged or failed
         self._pending_by_topic = {topics.predictions: 0, topics.feedback: 0}
         self._gave_up = False

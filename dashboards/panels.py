@@ -7,17 +7,31 @@ its unit. Queries use `$__rate_interval` for rates, as Grafana recommends.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders.dashboard import DatasourceVariable, QueryVariable, ThresholdsConfig
+from grafana_foundation_sdk.builders.dashboard import (
+    AnnotationQuery,
+    DashboardLink,
+    DatasourceVariable,
+    QueryVariable,
+    TextBoxVariable,
+    ThresholdsConfig,
+)
 from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.builders.stat import Panel as Stat
+from grafana_foundation_sdk.builders.statushistory import Panel as StatusHistory
 from grafana_foundation_sdk.builders.table import Panel as Table
+from grafana_foundation_sdk.builders.text import Panel as Text
 from grafana_foundation_sdk.builders.timeseries import Panel as Timeseries
 from grafana_foundation_sdk.models import dashboard as model
-from grafana_foundation_sdk.models.common import DataSourceRef
+from grafana_foundation_sdk.models.common import DataSourceRef, VisibilityMode
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+from grafana_foundation_sdk.models.text import TextMode
 
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 REF_IDS = "ABCDEFGH"
+# The label matchers of the template variables, for the selectors of every query.
+ENVIRONMENT = 'environment=~"$environment"'
+MODEL = 'model=~"$model"'
+BY_MODEL = "{" + f"{ENVIRONMENT}, {MODEL}" + "}"
 
 
 def query(expr: str, legend: str = "") -> Dataquery:
@@ -53,6 +67,18 @@ def timeseries(title: str, description: str, *queries: Dataquery, unit: str = "s
     return _with_queries(panel, queries)
 
 
+def status_history(title: str, description: str, built: Dataquery, span: int = 24,
+                   mappings: list | None = None, steps: ThresholdsConfig | None = None) -> StatusHistory:
+    """One row per series, coloured by its value over time (a flag per feature, a state per scorer)."""
+    panel = (StatusHistory().title(title).description(description).datasource(DATASOURCE).unit("short").span(span)
+             .height(8).show_value(VisibilityMode.NEVER))
+    if steps is not None:
+        panel = panel.thresholds(steps)
+    if mappings:
+        panel = panel.mappings(mappings)
+    return _with_queries(panel, (built,))
+
+
 def stat(title: str, description: str, built: Dataquery, unit: str = "short", span: int = 6,
          steps: ThresholdsConfig | None = None, mappings: list | None = None) -> Stat:
     """A single-number panel of an instant query."""
@@ -64,10 +90,32 @@ def stat(title: str, description: str, built: Dataquery, unit: str = "short", sp
     return _with_queries(panel, (built.instant(),))
 
 
-def table(title: str, description: str, built: Dataquery, span: int = 24) -> Table:
+def table(title: str, description: str, built: Dataquery, span: int = 24, links: list | None = None) -> Table:
     """A table of an instant query, one row per series."""
     panel = Table().title(title).description(description).datasource(DATASOURCE).span(span).height(8)
+    if links:
+        panel = panel.data_links(links)
     return _with_queries(panel, (built.instant().format(PromQueryFormat.TABLE),))
+
+
+def text(title: str, description: str, markdown: str, span: int = 24, height: int = 4) -> Text:
+    """A markdown note: what a board cannot show itself, and where to look instead."""
+    return (Text().title(title).description(description).mode(TextMode.MARKDOWN).content(markdown)
+            .span(span).height(height))
+
+
+def link(title: str, url: str) -> DashboardLink:
+    """A data link (a click on a value opens `url`; `${__field.labels.model}` names the series' model)."""
+    return DashboardLink(title).type(model.DashboardLinkType.LINK).url(url).target_blank(True)
+
+
+def annotation(name: str, expr: str, title: str, text: str, color: str, tags: str = "model") -> AnnotationQuery:
+    """Marks on every panel's time axis where a Prometheus query has a sample (no Grafana API call needed).
+
+    `title` and `text` are Grafana's formats (`{{model}}`); `tags` the labels shown as tags.
+    """
+    return (AnnotationQuery().name(name).datasource(DATASOURCE).enable(True).icon_color(color).expr(expr)
+            .step("60s").title_format(title).text_format(text).tag_keys(tags))
 
 
 def up_down() -> list:
@@ -89,3 +137,19 @@ def label_variable(name: str, label: str, metric: str) -> QueryVariable:
     return (QueryVariable(name).label(label).datasource(DATASOURCE)
             .query(f"label_values({metric}, {name})").multi(True).include_all(True).all_value(".*")
             .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED))
+
+
+def environment_variable() -> QueryVariable:
+    """The `environment` label Prometheus puts on every target (the local stack's: prometheus.environment)."""
+    return label_variable("environment", "Environment", 'up{job="driftloop"}')
+
+
+def model_variable(metric: str) -> QueryVariable:
+    """The models that `metric` has series of, in the chosen environments."""
+    return label_variable("model", "Model", f"{metric}{{{ENVIRONMENT}}}")
+
+
+def textbox_variable(name: str, label: str, default: str, description: str) -> TextBoxVariable:
+    """A free-text variable a user sets once (a URL), kept in the dashboard's URL."""
+    chosen = model.VariableOption(text=default, value=default, selected=True)
+    return TextBoxVariable(name).label(label).description(description).default_value(default).current(chosen)

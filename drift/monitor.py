@@ -79,6 +79,7 @@ class MonitorRun:
     window: WindowResult | None = None
     multivariate: MultivariateResult | None = None
     accuracy: float | None = None
+    label_delay_s: float | None = None  # median time from a labelled prediction of the window to its label
     labels: int = 0
     alarms: Mapping[str, bool] = field(default_factory=dict)
     note: str = ""
@@ -230,15 +231,17 @@ class DriftMonitor:
         """Accuracy of the window's labelled predictions; the bits of newly arrived labels to the detectors."""
         labelled = self.store.labelled(self.config.model, run.window_start, now, self.config.label_horizon)
         judged = labelled.filter(pc.is_valid(labelled["label"])) if labelled.num_rows else labelled
-        accuracy = None
+        accuracy = delay = None
         if judged.num_rows:
             accuracy = pc.mean(pc.cast(pc.equal(judged["label"], judged["true_label"]), pa.float64())).as_py()
+            waited = pc.cast(pc.subtract(judged["feedback_timestamp"], judged["timestamp"]), pa.int64())  # us
+            delay = max(0.0, pc.approximate_median(waited).as_py() / 1e6)  # a clock skew may label a bit early
         bits = self.labels.read(now).tolist() if self.detectors else []
         alarms = {name: False for name in self.detectors}
         for bit in bits:
             for name, tracked in self.detectors.items():
                 alarms[name] |= tracked.update(bit)
-        return replace(run, accuracy=accuracy, labels=len(bits), alarms=alarms)
+        return replace(run, accuracy=accuracy, label_delay_s=delay, labels=len(bits), alarms=alarms)
 
     def _remember(self, run: MonitorRun) -> None:
         with self._lock:
@@ -324,6 +327,7 @@ class DriftMetrics(Collector):
         dataset = gauge("dataset_drift", "1 when the window drifted as a whole.")
         auc = gauge("multivariate_auc", "Domain classifier AUC (0.5: no difference).")
         accuracy = gauge("accuracy", "Accuracy on labelled feedback in the window.")
+        delay = gauge("label_delay_seconds", "Median time from a labelled prediction of the window to its label.")
         rows = gauge("window_rows", "Predictions in the last window read.")
         last = gauge("last_run_timestamp_seconds", "When the last run finished, failed or not.")
         success = gauge("last_success_timestamp_seconds", "When the last run that did not fail finished.")
@@ -355,6 +359,8 @@ class DriftMetrics(Collector):
                 rows.add_metric([model], ok.rows)
                 if ok.accuracy is not None:
                     accuracy.add_metric([model], ok.accuracy)
+                if ok.label_delay_s is not None:
+                    delay.add_metric([model], ok.label_delay_s)
             if judged is not None:
                 for result in judged.window.results:
                     if not math.isnan(result.score):
@@ -364,5 +370,5 @@ class DriftMetrics(Collector):
                 dataset.add_metric([model], float(judged.window.drifted))
                 if judged.multivariate is not None:
                     auc.add_metric([model], judged.multivariate.auc)
-        yield from (p_value, distance, flag, share, dataset, auc, accuracy, rows, last, success, owed,
+        yield from (p_value, distance, flag, share, dataset, auc, accuracy, delay, rows, last, success, owed,
                     runs, failures, labels, alarms, published, publish_failures)

@@ -47,3 +47,8 @@ def registry_dir(settings: Settings) -> Path:
 def ray_storage_dir(settings: Settings) -> Path:
     """Where Ray Train runs keep their checkpoints (settings.ray.storage_path, else under data_dir)."""
     return settings.ray.storage_path or settings.data_dir / "ray"
+
+
+def alert_log_file(settings: Settings) -> Path:
+    """Every alert Alertmanager sent to the log receiver, one JSON line per alert and notification."""
+    return settings.data_dir / "alerts" / "log.jsonl"

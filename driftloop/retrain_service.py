@@ -36,11 +36,12 @@ from driftloop import labelling_service
 from driftloop.collector.store import Store
 from driftloop.curation import BatchRequest, SnapshotSpec, build_snapshot, load_snapshot, select_batch
 from driftloop.curation_service import build_strategy, ledger, reference_rows
-from driftloop.layout import SAMPLE_FILE, ray_storage_dir, registry_dir, snapshots_dir
+from driftloop.dashboards.alerting import LOG_PATH
+from driftloop.layout import SAMPLE_FILE, alert_log_file, ray_storage_dir, registry_dir, snapshots_dir
 from driftloop.retrain import Database, ModelRegistry, ModelSpec, get_spec
 from driftloop.retrain.episodes import Episode, EpisodeStore, Step
 from driftloop.retrain.leases import LeaseLost, Leases
-from driftloop.retrain.metrics import RetrainMetrics
+from driftloop.retrain.metrics import EpisodeGauges, RetrainMetrics
 from driftloop.retrain.runner import EpisodeRunner, RunnerConfig, labels_since
 from driftloop.retrain.triggers import Notification, Policy, alert_triggers, decide
 from driftloop.settings import Settings
@@ -86,6 +87,7 @@ class RetrainService:
         self.episodes = EpisodeStore(self.database)
         self.leases = Leases(self.database)
         self.metrics = metrics or RetrainMetrics(CollectorRegistry())
+        self.metrics.registry.register(EpisodeGauges(lambda: self.episodes.episodes(active=True)))
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         retrain = settings.retrain
         self.policy = Policy(cooldown_s=retrain.cooldown_s, min_new_labels=retrain.min_new_labels)
@@ -101,6 +103,28 @@ class RetrainService:
         """Validate an Alertmanager notification and record it durably; pydantic's ValidationError if malformed."""
         notification = Notification.model_validate(body)
         return self.episodes.record_notification(notification.groupKey, notification.status, dict(body))
+
+    def log_alerts(self, body: Mapping) -> int:
+        """The log receiver: every alert of a notification as one JSON line of the alert log, and one log line."""
+        notification = Notification.model_validate(body)
+        received = datetime.now(UTC).isoformat()
+        lines = []
+        for alert in notification.alerts:
+            name = alert.labels.get("alertname", "")
+            lines.append(orjson.dumps({
+                "received_at": received, "group_key": notification.groupKey, "status": alert.status,
+                "alertname": name, "labels": alert.labels, "annotations": alert.annotations,
+                "starts_at": alert.startsAt.isoformat(), "ends_at": alert.endsAt.isoformat() if alert.endsAt else None,
+                "fingerprint": alert.fingerprint}) + b"\n")
+            log.info("alert %s %s %s: %s", alert.status, name,
+                     ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k != "alertname"),
+                     alert.annotations.get("summary", ""))
+            self.metrics.alerts_logged.labels(name, alert.status).inc()
+        path = alert_log_file(self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as out:  # one write per notification, so lines of two writers never interleave
+            out.write(b"".join(lines))
+        return len(lines)
 
     def process_notifications(self) -> int:
         """Decide on every recorded notification not processed yet; each in one transaction."""
@@ -237,6 +261,9 @@ class RetrainService:
                 seconds = ((finished.finished_at or datetime.now(UTC)) - finished.created_at).total_seconds()
                 self.metrics.duration.labels(model, finished.outcome).observe(seconds)
                 self.metrics.episodes.labels(model, finished.outcome).inc()
+                fit_s = (finished.state.get("timings") or {}).get("fit_s")
+                if fit_s is not None:
+                    self.metrics.training.labels(model).observe(fit_s)
                 log.info("episode %s of %s ended %s %s", finished.id, model, finished.outcome, finished.reason)
             return finished
         finally:
@@ -325,13 +352,17 @@ class RetrainService:
             raise ValueError(f"drift-targeted selection needs reference rows: register a champion or profile the model "
                              f"(driftloop drift profile --model {episode.model})")
         batch = select_batch(Store(settings.store_dir), ledger(settings), strategy, request, reference=reference)
-        if batch is not None and labelling_service.enabled(settings):
+        self.metrics.batches.labels(episode.model, "empty" if batch is None else "sent").inc()
+        if batch is None:
+            return None
+        self.metrics.batch_rows.labels(episode.model).inc(len(batch))
+        if labelling_service.enabled(settings):
             try:  # the batch is recorded either way: a failed push is retried with `driftloop curate push`
                 labelling_service.push(settings, batch.batch_id)
             except (labelling_service.LabelStudioError, labelling_service.LabelStudioOff, OSError, ValueError) as error:
                 log.warning("episode %s: batch %s not pushed to Label Studio (%s); push it with `driftloop curate "
                             "push %s`", episode.id, batch.batch_id, error, batch.batch_id)
-        return None if batch is None else batch.batch_id
+        return batch.batch_id
 
     def _reference_rows(self, model: str) -> pa.Table | None:
         profile = self.registry.profile_dir(model)
@@ -430,6 +461,20 @@ def create_app(service: RetrainService, registry: CollectorRegistry, path: str):
             return json_response(503, {"detail": f"not recorded ({type(error).__name__}); send it again"})
         service.metrics.notifications.labels("recorded").inc()
         return json_response(200, {"recorded": notification_id})
+
+    @app.post(LOG_PATH, responses={400: {"description": "not JSON"}, 422: {"description": "not a notification"}})
+    async def alert_log(request: Request) -> Response:
+        """Alertmanager's log receiver: every alert, firing or resolved, appended to the alert log."""
+        try:
+            body = orjson.loads(await request.body())
+            logged = await asyncio.to_thread(service.log_alerts, body)
+        except orjson.JSONDecodeError as error:
+            return json_response(400, {"detail": f"the body is not JSON: {error}"})
+        except ValidationError as error:
+            problems = [{"field": ".".join(str(part) for part in problem["loc"]), "message": problem["msg"]}
+                        for problem in error.errors()]
+            return json_response(422, {"detail": "invalid notification; nothing was logged", "errors": problems})
+        return json_response(200, {"logged": logged})
 
     @app.get("/healthz")
     async def healthz() -> dict:

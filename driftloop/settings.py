@@ -105,6 +105,9 @@ class PrometheusSettings(_Part):
     scrape_interval_s: Annotated[float, Field(gt=0)] = 5.0
     # host:port of metrics endpoints to scrape, beyond the ones services register at run time.
     scrape_targets: list[str] = Field(default_factory=list)
+    # The `environment` label the local Prometheus puts on every series it scrapes (the dashboards'
+    # Environment variable); on your own Prometheus, set it in your scrape configs.
+    environment: str = Field(default="local", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
 
 
 class AlertmanagerSettings(_Part):
@@ -114,6 +117,11 @@ class AlertmanagerSettings(_Part):
     webhook_url: str = "http://127.0.0.1:18080/v1/alerts"
     group_wait_s: Annotated[float, Field(gt=0)] = 30.0
     group_interval_s: Annotated[float, Field(gt=0)] = 300.0
+    # A firing group is sent again after this: longer than a retrain-plus-shadow cycle (retrain.label_deadline_s
+    # plus training plus gate.deadline_hours), so a repeat never meets a running episode. 4 days.
+    repeat_interval_s: Annotated[float, Field(gt=0)] = 4 * 86400.0
+    # An alert joining a model's firing retrain group is sent no sooner than this (None: retrain.cooldown_s).
+    retrain_group_interval_s: Annotated[float, Field(gt=0)] | None = None
 
 
 class GrafanaSettings(_Part):

@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry
 from driftloop.collector.metrics import ApiMetrics, ProducerMetrics, StoreWriterMetrics
 from driftloop.drift.checks import WindowChecksMetrics
 from driftloop.drift.monitor import DriftMetrics
-from driftloop.retrain.metrics import RetrainMetrics
+from driftloop.retrain.metrics import EpisodeGauges, RetrainMetrics
 from driftloop.retrain.promotion import GateMetrics
 from driftloop.retrain.serving import ServeMetrics
 from driftloop.retrain.shadow import ShadowMetrics
@@ -18,7 +18,7 @@ def exported_names() -> set[str]:
     registry = CollectorRegistry()
     for metrics in (StoreWriterMetrics, ProducerMetrics, ApiMetrics, RetrainMetrics, ServeMetrics, ShadowMetrics):
         metrics(registry)
-    for collector in (DriftMetrics([]), WindowChecksMetrics([]), GateMetrics()):
+    for collector in (DriftMetrics([]), WindowChecksMetrics([]), GateMetrics(), EpisodeGauges(list)):
         registry.register(collector)
     names = {"up"}
     for family in registry.collect():

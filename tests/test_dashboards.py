@@ -22,6 +22,7 @@ from grafana_foundation_sdk.models.dashboard import Dashboard as DashboardModel
 from grafana_server import GrafanaServer
 from metric_names import exported_names
 
+from driftloop.dashboards import rule_files
 from driftloop.dashboards.export import default_folder, queries, render_all, write
 from driftloop.dashboards.publish import PublishError, connect, publish
 from driftloop.stack import free_port
@@ -49,14 +50,42 @@ def test_every_panel_is_described_has_a_unit_and_reads_the_chosen_datasource():
     for name, document in render_all().items():
         assert document["uid"].startswith("driftloop-") and "driftloop" in document["tags"], name
         variables = {v["name"] for v in document["templating"]["list"]}
-        assert "datasource" in variables, name
+        assert {"datasource", "environment"} <= variables, name
         for panel in document["panels"]:
             if panel["type"] == "row":
                 continue
             assert len(panel.get("description", "")) > 20, f"{name}: {panel['title']} has no description"
+            if panel["type"] == "text":
+                continue
             assert panel["datasource"]["uid"] == "${datasource}", f"{name}: {panel['title']}"
-            if panel["type"] in ("timeseries", "stat"):
+            if panel["type"] in ("timeseries", "stat", "status-history"):
                 assert panel["fieldConfig"]["defaults"].get("unit"), f"{name}: {panel['title']} has no unit"
+
+
+def test_every_query_follows_the_boards_variables():
+    for name, document in render_all().items():
+        per_model = "model" in {v["name"] for v in document["templating"]["list"]}
+        assert per_model or name == "overview", f"{name} has a Model variable"
+        for q in queries(document):
+            for selector in re.findall(r"\bdriftloop_[a-z_]+(\{[^}]*\})?", q.expr) + re.findall(r"\bup(\{[^}]*\})", q.expr):
+                assert '$environment' in selector, f"{q.dashboard} / {q.panel}: {q.expr}"
+                if per_model and "service=" not in selector and "notifications" not in q.expr \
+                        and "collector" not in q.expr:
+                    assert '$model' in selector, f"{q.dashboard} / {q.panel}: {q.expr}"
+
+
+def test_the_boards_the_issue_asks_for_are_there():
+    titles = {name: {panel["title"] for panel in document["panels"]} for name, document in render_all().items()}
+    assert set(titles) == {"overview", "drift", "quality", "retraining"}
+    assert {"Model server latency", "Ingestion API latency", "Services up", "Dead letters by reason"} <= titles["overview"]
+    assert {"Drift statistic by feature", "Drift flag by feature", "Drifted features", "Dataset drift",
+            "Multivariate AUC", "Sequential-detector alarms", "Drifted features now, with their reports"} <= titles["drift"]
+    assert {"Accuracy on labelled feedback", "Champion and challenger accuracy", "Gate evidence",
+            "Gate decisions in the time range"} <= titles["quality"]
+    assert {"Labelling batches", "Labels received", "Label delay", "Episode outcomes in the time range",
+            "Training time"} <= titles["retraining"]
+    marked = {a["name"] for a in render_all()["quality"]["annotations"]["list"] if a.get("expr")}
+    assert {"Promotions", "Rollbacks"} <= marked, "promotions and rollbacks come from a Prometheus query"
 
 
 def test_every_panel_names_metrics_our_components_export():
@@ -68,7 +97,8 @@ def test_every_panel_names_metrics_our_components_export():
 
 def as_promql(expr: str) -> str:
     """A panel's expression as Prometheus runs it once Grafana filled in its variables."""
-    return expr.replace("$__rate_interval", "1m").replace("$__range", "1h").replace("$model", ".*")
+    return (expr.replace("$__rate_interval", "1m").replace("$__range", "1h").replace("$model", ".*")
+            .replace("$environment", ".*"))
 
 
 def test_every_query_parses_on_the_real_prometheus(prometheus):
@@ -146,3 +176,12 @@ def test_the_publish_command_end_to_end(grafana, tmp_path):
     assert set(grafana.state.dashboards) == {d["uid"] for d in render_all().values()}
     refused = run_cli("dashboards", "publish", "--url", grafana.url, "--token", "wrong", env=env)
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "401" in refused.stderr
+
+
+def test_the_docs_list_every_panel_and_every_alert():
+    docs = (default_folder().parents[1] / "docs" / "dashboards.md").read_text()
+    missing = [f"{d['title']} / {p['title']}" for d in render_all().values() for p in d["panels"]
+               if f"| {p['title']} |" not in docs and f"| **{p['title']}** |" not in docs]
+    alerts = [r["alert"] for path in rule_files() for g in yaml.safe_load(path.read_text())["groups"]
+              for r in g["rules"] if f"`{r['alert']}`" not in docs]
+    assert not missing and not alerts, f"docs/dashboards.md lacks panels {missing} and alerts {alerts}"

@@ -87,6 +87,7 @@ def test_monitor_exports_drift_to_prometheus_and_publishes_a_drift_event(
     assert run.drifted and run.window.share >= 0.5
     assert run.multivariate.drifted and run.multivariate.auc > 0.9
     assert run.accuracy == pytest.approx(0.5, abs=0.05)
+    assert run.label_delay_s == pytest.approx(1.0, abs=0.01), "every label came 1 s after its prediction"
 
     registry = CollectorRegistry()
     registry.register(DriftMetrics([monitor]))
@@ -99,6 +100,8 @@ def test_monitor_exports_drift_to_prometheus_and_publishes_a_drift_event(
         scores = query(prometheus.url, 'driftloop_drift_feature_drifted{model="churn"} == 1')
         assert {s["metric"]["feature"] for s in scores} == drifted
         assert float(query(prometheus.url, 'driftloop_drift_share{model="churn"}')[0]["value"][1]) == run.window.share
+        delay = query(prometheus.url, 'driftloop_drift_label_delay_seconds{model="churn"}')
+        assert float(delay[0]["value"][1]) == pytest.approx(1.0, abs=0.01)
         # p-values and distances are separate families; the reference has 2000 rows, so these are distances
         distances = query(prometheus.url, 'driftloop_drift_feature_distance{model="churn"}')
         assert {d["metric"]["feature"] for d in distances} == {r.feature for r in run.window.results if not r.p_value}
@@ -170,3 +173,54 @@ def test_drift_commands_profile_report_and_monitor(store_with_traffic, kafka, ka
         monitor.send_signal(signal.SIGTERM)
         output = monitor.communicate(timeout=60)[0].decode()
     assert monitor.returncode == 0, output
+
+
+def test_a_shifted_window_gives_exactly_one_retrain_trigger_through_prometheus_and_alertmanager(
+    store_with_traffic, tmp_path
+):
+    """The whole alert path as it runs: the monitor's gauge, the shipped rule, the shipped routing (repeat
+    interval of days), the retrain service's webhook; the alert keeps firing and nothing is sent twice."""
+    from test_retrain_service import alerting_pair, episodes_of, retrain_service, triggers_of
+
+    store = store_with_traffic
+    profile = ReferenceProfile.build(store.predictions("churn", NOW - timedelta(hours=4), NOW - timedelta(hours=2)))
+    monitor = DriftMonitor(MonitorConfig(model="churn", window=timedelta(hours=1), interval_s=1), store, profile)
+    registry = CollectorRegistry()
+    registry.register(DriftMetrics([monitor]))
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    stop = threading.Event()
+    monitoring = threading.Thread(target=monitor.run, args=(stop,), daemon=True)
+    port = free_port()
+    data = tmp_path / "data"
+    waiting = {"DRIFTLOOP_RETRAIN__MIN_NEW_LABELS": "1000000", "DRIFTLOOP_RETRAIN__LABEL_DEADLINE_S": "3600"}
+    try:
+        with retrain_service(tmp_path, port, waiting) as (_, base), \
+                alerting_pair(tmp_path, f"{base}/v1/alerts", [f"127.0.0.1:{server.server_port}", f"127.0.0.1:{port}"],
+                              repeat_interval_s=None) as (prometheus, alertmanager):
+            monitoring.start()
+            assert wait_until(lambda: triggers_of(data, "churn"), 120), "the drift alert reached the retrain service"
+            first = datetime.now(UTC)
+
+            def alert_refreshed_since_the_trigger() -> bool:
+                with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts", timeout=5) as response:
+                    alerts = [a for a in json.load(response) if a["labels"].get("model") == "churn"]
+                return any(datetime.fromisoformat(a["updatedAt"]) > first + timedelta(seconds=10) for a in alerts)
+
+            # Prometheus re-sends the firing alert every second; Alertmanager must not notify again.
+            assert wait_until(alert_refreshed_since_the_trigger, 60), "the alert kept firing"
+            assert float(query(prometheus, 'driftloop_drift_dataset_drift{model="churn"}')[0]["value"][1]) == 1.0
+            (trigger,) = triggers_of(data, "churn")
+            assert trigger.decision == "started" and trigger.source == "alertmanager"
+            (episode,) = episodes_of(data, "churn")
+            assert episode.id == trigger.episode_id and episode.step == "labelling"
+            with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+                scraped = response.read().decode()
+            # every prediction of the window is labelled already: the episode's batch has nothing to send
+            assert 'driftloop_retrain_labelling_batches_total{model="churn",result="empty"} 1.0' in scraped
+            assert 'driftloop_retrain_episode_step{model="churn",step="labelling"} 1.0' in scraped
+    finally:
+        stop.set()
+        if monitoring.is_alive():
+            monitoring.join(timeout=30)
+        server.shutdown()
+        thread.join()

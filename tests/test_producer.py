@@ -57,6 +57,8 @@ def test_logged_events_reach_kafka_exactly_once_after_flush_and_close(kafka, kaf
     assert sample(registry, "driftloop_producer_events_sent_total", topic=topics.feedback) == 201
     assert sample(registry, "driftloop_producer_buffer_events") == 0
     assert sample(registry, "driftloop_producer_events_failed_total", topic=topics.feedback) == 0
+    assert registry.get_sample_value("driftloop_producer_events_failed_total", {"topic": topics.predictions}) == 0, \
+        "exported at 0 from the start, so a dashboard's rate shows 0 rather than nothing"
 
 
 @pytest.mark.parametrize(

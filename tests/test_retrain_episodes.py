@@ -7,15 +7,18 @@ reason, nothing is registered, and the champion is untouched.
 from __future__ import annotations
 
 import os
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from events import run_cli
 from models import FEATURES, labelled_rows, register, write_reference
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from driftloop.retrain import MODELS, ModelSpec
 from driftloop.retrain.episodes import TRANSITIONS, EpisodeStore, IllegalTransition, Step, StepConflict
+from driftloop.retrain.metrics import RetrainMetrics
 from driftloop.retrain.triggers import Notification, Policy, alert_triggers, decide
 from driftloop.retrain_service import RetrainService, open_registry
 from driftloop.settings import load_settings
@@ -172,3 +175,23 @@ def test_a_ray_cluster_that_is_not_reachable_fails_the_episode(settings_for, tmp
     (episode,) = EpisodeStore(registry.database).episodes("churn")
     assert episode.outcome == "failed" and f"training: Ray at {address} is not reachable" in episode.reason
     assert [v.version for v in registry.versions("churn")] == [1] and registry.aliases("churn") == {"champion": 1}
+
+
+def test_the_metrics_show_each_episode_step_its_labels_and_its_labelling_batch(tmp_path):
+    metrics = CollectorRegistry()
+    service = RetrainService(load_settings(data_dir=tmp_path / "data"), RetrainMetrics(metrics))
+
+    def sample(name, **labels):
+        return metrics.get_sample_value(name, labels)
+
+    _, episode = service.trigger("churn", "manual", start=Step.SELECTING)
+    assert sample("driftloop_retrain_episode_step", model="churn", step="selecting") == 1
+    labelling = service.runner.step(episode, threading.Event())  # an empty store: nothing to send
+    assert labelling.step == Step.LABELLING
+    assert sample("driftloop_retrain_labelling_batches_total", model="churn", result="empty") == 1
+    assert sample("driftloop_retrain_episode_step", model="churn", step="selecting") is None
+    service.episodes.update_state(episode.id, Step.LABELLING, {"new_labels": 7})
+    assert sample("driftloop_retrain_episode_new_labels", model="churn") == 7
+    service.episodes.fail(episode.id, Step.LABELLING, "labelling: given up")
+    assert sample("driftloop_retrain_episode_step", model="churn", step="labelling") is None
+    assert sample("driftloop_retrain_episode_new_labels", model="churn") is None, "a finished episode waits for nothing"

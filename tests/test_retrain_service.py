@@ -88,9 +88,10 @@ def prometheus_query(url: str, promql: str) -> list[dict]:
 
 
 @contextlib.contextmanager
-def alerting_pair(tmp_path, webhook_url: str, scrape: list[str]):
-    """A Prometheus with the shipped retrain alert rules (their `for` shortened to 2 s) and an Alertmanager that
-    repeats a firing group every 5 s, both routed to `webhook_url`; yields the Prometheus URL."""
+def alerting_pair(tmp_path, webhook_url: str, scrape: list[str], repeat_interval_s: float | None = 5):
+    """A Prometheus with the shipped dataset-drift alert rule (its `for` shortened to 2 s) and an Alertmanager
+    with the shipped routing to `webhook_url` (and its alert log), waiting 1 s to group; a firing group is
+    repeated every `repeat_interval_s` (None: the shipped interval, days). Yields (Prometheus URL, Alertmanager URL)."""
     rules = []
     for path in rule_files():
         for group in yaml.safe_load(path.read_text())["groups"]:
@@ -102,8 +103,8 @@ def alerting_pair(tmp_path, webhook_url: str, scrape: list[str]):
     home.mkdir()
     (home / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "retrain-test", "interval": "1s", "rules": rules}]}))
     am_port, prom_port = free_port(), free_port()
-    am_config = alertmanager_config(webhook_url, group_wait_s=1, group_interval_s=1)
-    am_config["route"]["repeat_interval"] = "5s"
+    am_config = alertmanager_config(webhook_url, group_wait_s=1, group_interval_s=1, **(
+        {} if repeat_interval_s is None else {"repeat_interval_s": repeat_interval_s}))
     (home / "alertmanager.yml").write_text(yaml.safe_dump(am_config))
     (home / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -121,7 +122,7 @@ def alerting_pair(tmp_path, webhook_url: str, scrape: list[str]):
                          marker=str(home / "prometheus.yml"))
         url = f"http://127.0.0.1:{prom_port}"
         assert wait_until(lambda: ready(f"{url}/-/ready") and ready(f"http://127.0.0.1:{am_port}/-/ready"), 60)
-        yield url
+        yield url, f"http://127.0.0.1:{am_port}"
     finally:
         prometheus.stop()
         alertmanager.stop()
@@ -139,7 +140,7 @@ def test_alertmanager_driven_by_real_rules_starts_one_episode_per_model(tmp_path
     try:
         with retrain_service(tmp_path, port, waiting), \
                 alerting_pair(tmp_path, f"http://127.0.0.1:{port}/v1/alerts",
-                              [f"127.0.0.1:{server.server_port}", f"127.0.0.1:{port}"]) as prometheus:
+                              [f"127.0.0.1:{server.server_port}", f"127.0.0.1:{port}"]) as (prometheus, _):
             drift.labels("model-a").set(1)
             assert wait_until(lambda: episodes_of(data, "model-a"), 90), "the drift alert started an episode"
             # The alert keeps firing; Alertmanager repeats the group every 5 s.
@@ -169,6 +170,11 @@ def test_alertmanager_driven_by_real_rules_starts_one_episode_per_model(tmp_path
             assert scraped('driftloop_retrain_triggers_total{model="model-a",decision="skipped_cooldown"}') >= 2
             assert scraped("sum(driftloop_retrain_running)") == 2
             assert episode_b.id != episode_a.id
+            logged = [json.loads(line) for line in (data / "alerts" / "log.jsonl").read_text().splitlines()]
+            seen = {(entry["labels"]["model"], entry["status"]) for entry in logged}
+            assert {("model-a", "firing"), ("model-a", "resolved"), ("model-b", "firing")} <= seen, \
+                "the log receiver hears of every alert, resolutions too"
+            assert scraped('sum(driftloop_retrain_alerts_logged_total{alertname="DriftloopDatasetDrift"})') >= 3
     finally:
         server.shutdown()
         thread.join()

@@ -10,10 +10,13 @@ from collections.abc import Callable
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
-from driftloop.dashboards.boards import overview
+from driftloop.dashboards.boards import drift, overview, quality, retraining
 
 BOARDS: dict[str, Callable[[], Dashboard]] = {
     "overview": overview.build,
+    "drift": drift.build,
+    "quality": quality.build,
+    "retraining": retraining.build,
 }
 
 __all__ = ["BOARDS"]

@@ -41,7 +41,7 @@ class LocalStack:
         stack = settings.stack
         self.kafka = KafkaBroker(stack)
         self.prometheus = Prometheus(stack, settings.prometheus)
-        self.alertmanager = Alertmanager(stack, settings.alertmanager)
+        self.alertmanager = Alertmanager(stack, settings.alertmanager, settings.retrain.cooldown_s)
         self.label_studio = LabelStudioServer(stack, settings.label_studio.username)
 
     def _enabled(self) -> list[tuple[str, object, int]]:

@@ -62,6 +62,9 @@ class Prometheus(_HttpService):
         scrape = {
             "job_name": "driftloop",
             "file_sd_configs": [{"files": [str(self.targets_dir / "*.json")], "refresh_interval": "5s"}],
+            # every series gets `environment` (the dashboards' Environment variable), unless its target has one
+            "relabel_configs": [{"source_labels": ["environment"], "regex": "", "target_label": "environment",
+                                 "replacement": self.settings.environment}],
         }
         if self.settings.scrape_targets:
             scrape["static_configs"] = [{"targets": list(self.settings.scrape_targets)}]
@@ -113,13 +116,18 @@ def unregister_scrape_target(targets_dir: Path, name: str, address: str) -> bool
 
 
 class Alertmanager(_HttpService):
-    """Routes every driftloop alert to the retrain webhook."""
+    """Routes the retrain alerts to the retrain webhook and every alert to the alert log.
+
+    `retrain_cooldown_s`: the retrain service's cooldown, the default of the retrain route's group interval.
+    """
 
     name = "alertmanager"
 
-    def __init__(self, stack: StackSettings, alertmanager: AlertmanagerSettings) -> None:
+    def __init__(self, stack: StackSettings, alertmanager: AlertmanagerSettings,
+                 retrain_cooldown_s: float = 3600.0) -> None:
         super().__init__(stack, stack.alertmanager_port)
         self.settings = alertmanager
+        self.retrain_cooldown_s = retrain_cooldown_s
 
     def config_file(self) -> Path:
         return self.home / "alertmanager.yml"
@@ -128,7 +136,9 @@ class Alertmanager(_HttpService):
         binary = require_tool("prometheus-alertmanager", APT_HINT)
         self.home.mkdir(parents=True, exist_ok=True)
         config = alertmanager_config(
-            self.settings.webhook_url, self.settings.group_wait_s, self.settings.group_interval_s
+            self.settings.webhook_url, self.settings.group_wait_s, self.settings.group_interval_s,
+            repeat_interval_s=self.settings.repeat_interval_s,
+            retrain_group_interval_s=self.settings.retrain_group_interval_s or self.retrain_cooldown_s,
         )
         self.config_file().write_text(yaml.safe_dump(config, sort_keys=False))
         self.process.start(
