@@ -1,0 +1,130 @@
+"""`driftloop demo --fast` as a user runs it, checked from what the loop wrote: the store, the registry, the
+episode table and the run's Prometheus (left up with --keep-stack), never from the demo's log text.
+
+Each test runs the whole demo (its own stack, every service its own process, Ray): minutes each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from events import event_ids_in, run_cli
+
+from driftloop.collector.store import Store
+from driftloop.demo.report import prometheus_range, user_labelled
+from driftloop.retrain.episodes import EpisodeStore
+from driftloop.retrain_service import open_registry
+from driftloop.settings import Settings, load_settings
+from driftloop.stack import LocalStack
+
+MODEL = "digits"
+
+
+def demo(tmp_path: Path, **settings: str):
+    """Run `driftloop demo --fast --keep-stack` in a subprocess; (run settings, summary, stack)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DRIFTLOOP_")}
+    env["DRIFTLOOP_DEMO__DIR"] = str(tmp_path / "demo")
+    env.update({f"DRIFTLOOP_DEMO__{name.upper()}": value for name, value in settings.items()})
+    result = run_cli("demo", "--fast", "--keep-stack", env=env, timeout=1200)
+    run_dir = (tmp_path / "demo" / "latest").resolve()
+    run = load_settings(run_dir / "driftloop.toml")
+    stack = LocalStack(run)
+    if result.returncode != 0:
+        stack.down()
+        logs = run.stack.state_dir / "logs"
+        tails = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in sorted(logs.glob("*.log")))
+        pytest.fail(f"demo exited {result.returncode}: {result.stderr[-3000:]}\n{tails}")
+    return run, json.loads((run_dir / "summary.json").read_text()), stack
+
+
+def drift_flags(run: Settings, summary: dict) -> list[tuple[float, float]]:
+    """(time, driftloop_drift_dataset_drift) over the run, from Prometheus."""
+    series = prometheus_range(run, f'max(driftloop_drift_dataset_drift{{model="{MODEL}"}})',
+                              datetime.fromisoformat(summary["started_at"]), datetime.fromisoformat(summary["ended_at"]))
+    return [(float(t), float(v)) for s in series for t, v in s["values"]]
+
+
+def test_fast_demo_detects_retrains_and_promotes_a_model_as_good_as_before_the_drift(tmp_path):
+    run, summary, stack = demo(tmp_path)
+    try:
+        onset = datetime.fromisoformat(summary["onset_at"])
+        flags = drift_flags(run, summary)
+        assert flags, "Prometheus scraped the drift monitor"
+        assert all(v == 0 for t, v in flags if t < onset.timestamp()), "no dataset drift before the onset"
+        assert any(v == 1 for t, v in flags if t >= onset.timestamp()), "dataset drift after the onset"
+
+        registry = open_registry(run)
+        episodes = EpisodeStore(registry.database)
+        opened = [e for e in episodes.episodes(MODEL)]
+        assert [e.source for e in opened] == ["alertmanager"], "exactly one episode, opened by the alert"
+        assert opened[0].created_at > onset
+        started = [t for t in episodes.triggers(MODEL) if t.decision == "started"]
+        assert len(started) == 1 and started[0].episode_id == opened[0].id
+
+        moves = [c for c in registry.history(MODEL, "champion") if c.from_version is not None]
+        assert moves and moves[0].actor == "gate" and moves[0].to_version == opened[0].state["version"]
+        promoted, promoted_at = moves[0].to_version, moves[0].moved_at
+        labelled = user_labelled(Store(run.store_dir), MODEL, run)
+        ts = labelled.schema.field("timestamp").type
+        before = labelled.filter(pc.less(labelled["timestamp"], pa.scalar(onset, ts)))
+        after = labelled.filter(pc.and_(pc.greater_equal(labelled["timestamp"], pa.scalar(promoted_at, ts)),
+                                        pc.equal(labelled["model_version"], str(promoted))))
+        assert before.num_rows >= 50 and after.num_rows >= 30, (before.num_rows, after.num_rows)
+        assert _accuracy(after) >= _accuracy(before) - 0.05, (_accuracy(before), _accuracy(after))
+
+        _stored_exactly_once(run, summary)
+    finally:
+        stack.down()
+
+
+def test_fast_demo_with_labels_withheld_promotes_nothing_and_says_why(tmp_path):
+    run, summary, stack = demo(tmp_path, withhold_labels="true")
+    try:
+        onset = datetime.fromisoformat(summary["onset_at"])
+        store = Store(run.store_dir)
+        labelled = store.labelled(MODEL, onset, None, run.label_horizon)
+        assert labelled.num_rows == 0, "no label of post-drift traffic arrived"
+        assert any(v == 1 for _, v in drift_flags(run, summary)), "the drift was seen"
+
+        registry = open_registry(run)
+        assert [c.actor for c in registry.history(MODEL, "champion")] == ["demo"], "the champion never moved"
+        episodes = EpisodeStore(registry.database).episodes(MODEL)
+        assert [e.source for e in episodes] == ["alertmanager"]
+        episode = episodes[0]
+        assert episode.finished and episode.outcome not in ("kept", "rolled_back"), episode
+        assert episode.reason, "the episode's end has its reason recorded"
+        _stored_exactly_once(run, summary)
+    finally:
+        stack.down()
+
+
+def _accuracy(table: pa.Table) -> float:
+    correct = pc.equal(table["label"].cast(pa.string()), table["true_label"].cast(pa.string()))
+    return float(pc.mean(correct.cast(pa.float64())).as_py())
+
+
+def _stored_exactly_once(run: Settings, summary: dict) -> None:
+    """Every prediction and label Kafka acknowledged is in the store once; every answered request too."""
+    store = Store(run.store_dir)
+    bootstrap = run.kafka_bootstrap()
+    deadline = time.monotonic() + 60
+    for kind, view, topic in (("prediction", "predictions", "predictions"), ("feedback", "feedback", "feedback")):
+        in_kafka = event_ids_in(bootstrap, run.kafka.topic(topic), kind)
+        while True:
+            records = Counter(store.sql(f"SELECT event_id FROM {view}_records")["event_id"].to_pylist())
+            if records == in_kafka or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert in_kafka, f"nothing in {topic}"
+        assert records == in_kafka, f"{view}: {len(in_kafka - records)} records not stored, {len(records - in_kafka)} extra"
+        assert len(store.sql(f"SELECT event_id FROM {view}")) == len(in_kafka), f"{view}: each event once"
+    requests = Counter(store.predictions(MODEL)["request_id"].to_pylist())
+    assert len(requests) == summary["predictions_answered"] and max(requests.values()) == 1
