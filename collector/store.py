@@ -171,6 +171,10 @@ class Store:
     def _model_events(self, kind: str, model: str, start: datetime | None, end: datetime | None,
                       version: str | None = None) -> pa.Table:
         """Events of `kind` (prediction or shadow) of `model` in [start, end), oldest first, each event once."""
+        return _again_if_compacted(lambda: self._read_model_events(kind, model, start, end, version))
+
+    def _read_model_events(self, kind: str, model: str, start: datetime | None, end: datetime | None,
+                           version: str | None) -> pa.Table:
         start, end = _window(start, end)
         scan = self._scan(kind, model, start, end)
         if scan is None:
@@ -188,6 +192,9 @@ class Store:
 
     def feedback(self, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
         """Feedback with timestamps in [start, end), oldest first, each event once."""
+        return _again_if_compacted(lambda: self._read_feedback(start, end))
+
+    def _read_feedback(self, start: datetime | None, end: datetime | None) -> pa.Table:
         start, end = _window(start, end)
         scan = self._scan("feedback", None, start, end)
         if scan is None:
@@ -229,6 +236,9 @@ class Store:
         return self._join(model, start, end, horizon, labelled=False)
 
     def _join(self, model: str, start, end, horizon: timedelta, labelled: bool) -> pa.Table:
+        return _again_if_compacted(lambda: self._read_join(model, start, end, horizon, labelled))
+
+    def _read_join(self, model: str, start, end, horizon: timedelta, labelled: bool) -> pa.Table:
         predictions = self.predictions(model, start, end)
         start, end = _window(start, end)
         feedback_scan = self._scan("feedback", None, max(start - CLOCK_SKEW, FAR_PAST), min(end + horizon, FAR_FUTURE))
@@ -342,12 +352,14 @@ class Store:
 
 
 def _again_if_compacted(query, attempts: int = 5) -> pa.Table:
-    """Run `query`; when compaction replaced a file between DuckDB's listing and its read, list again."""
+    """Run `query`; when compaction replaced a file between the listing and its read, run it again
+    (`query` lists the files itself, so the next attempt reads the compacted file instead)."""
     for attempt in range(attempts):
         try:
             return query()
         except duckdb.IOException as error:
-            if attempt == attempts - 1 or "No such file" not in str(error):
+            vanished = "No such file" in str(error) or "No files found that match the pattern" in str(error)
+            if attempt == attempts - 1 or not vanished:
                 raise
             time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -52,6 +52,51 @@ def drift_flags(run: Settings, summary: dict) -> list[tuple[float, float]]:
     return [(float(t), float(v)) for s in series for t, v in s["values"]]
 
 
+def test_a_run_settings_file_reads_back_as_the_settings_the_run_uses(tmp_path):
+    from driftloop.demo.runs import PROFILES, run_settings, write_config
+
+    base = load_settings(demo={"dir": tmp_path / "demo", "rate": 7.5}, retrain={"lease_s": 30})
+    values = run_settings(base, tmp_path / "run", PROFILES["fast"])
+    read = load_settings(write_config(values, tmp_path / "run.toml"))
+    assert read == Settings(**values)
+    assert read.demo.rate == 7.5 and read.retrain.lease_s == 30, "the user's settings go through"
+    assert read.data_dir == tmp_path / "run" / "data" and read.stack.state_dir == tmp_path / "run" / "stack"
+    assert read.retrain.min_new_labels == int(7.5 * 45 * read.demo.label_share) + read.demo.label_budget
+
+
+def test_a_second_demo_while_one_runs_says_so_and_stops(tmp_path):
+    from driftloop.demo.runs import RunLock
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DRIFTLOOP_")}
+    env["DRIFTLOOP_DEMO__DIR"] = str(tmp_path / "demo")
+    with RunLock(tmp_path / "demo") as lock:
+        lock.write("pid 4242, run somewhere")
+        result = run_cli("demo", "--fast", env=env, timeout=60)
+    assert result.returncode == 1
+    assert "another demo is running (pid 4242, run somewhere)" in result.stderr
+    assert not (tmp_path / "demo" / "runs").exists(), "nothing was started"
+
+
+def test_the_stack_loads_the_alert_rules_with_for_cut_and_leaves_the_shipped_files(tmp_path):
+    import yaml
+
+    from driftloop.dashboards import rule_files
+    from driftloop.stack import Prometheus
+
+    settings = load_settings(stack={"state_dir": tmp_path}, prometheus={"rule_for_max_s": 10})
+    prometheus = Prometheus(settings.stack, settings.prometheus)
+    shipped = {path.name: path.read_text() for path in rule_files()}
+    prometheus.write_rules()
+    loaded = prometheus.rule_paths()
+    assert [path.name for path in loaded] == sorted(shipped) and all(path.parent == tmp_path / "prometheus" / "rules"
+                                                                     for path in loaded)
+    durations = [rule["for"] for path in loaded for group in yaml.safe_load(path.read_text())["groups"]
+                 for rule in group["rules"] if "for" in rule]
+    assert durations and set(durations) <= {"10s"}
+    assert {path.name: path.read_text() for path in rule_files()} == shipped
+    assert prometheus.config()["rule_files"] == [str(path) for path in loaded]
+
+
 def test_fast_demo_detects_retrains_and_promotes_a_model_as_good_as_before_the_drift(tmp_path):
     run, summary, stack = demo(tmp_path)
     try:

@@ -152,3 +152,30 @@ def test_an_incremental_reader_reads_on_across_a_compaction(tmp_path):
     write_to_store(store_dir, "prediction", documents[35:40], "p", 0, offset)
     after = Store(store_dir).arrived("prediction", hour, first.position, model="churn", columns=["event_id"])
     assert after.rows["event_id"].to_pylist() == [d["event_id"] for d in documents[30:40]]
+
+
+def test_a_read_that_lists_a_file_compaction_then_removes_lists_again(tmp_path):
+    """Compaction may replace files between the reader's listing and DuckDB's read: the read lists again
+    and reads the merged file, for predictions, feedback and the labelled join alike."""
+    store_dir = tmp_path / "store"
+    hour = T0.replace(minute=0)
+    documents = [{**d, "timestamp": (hour + timedelta(minutes=i)).isoformat()}
+                 for i, d in enumerate(prediction_documents(12, model="churn"))]
+    offset = 0
+    for start in range(0, 12, 3):
+        offset = write_to_store(store_dir, "prediction", documents[start:start + 3], "p", 0, offset)
+    write_feedback(store_dir, [(d["request_id"], hour + timedelta(minutes=i, seconds=30), "1", None)
+                               for i, d in enumerate(documents)])
+    store = Store(store_dir)
+    listed = store._parquet_files
+    stale = {"calls": 0}
+
+    def listing_before_a_compaction(folder: str) -> list[str]:
+        stale["calls"] += 1
+        names = listed(folder)
+        return [*names, "p+0+00000000000000000000+00000000000000000099.parquet"] if stale["calls"] <= 2 else names
+
+    store._parquet_files = listing_before_a_compaction
+    assert store.predictions("churn", hour, hour + timedelta(hours=1)).num_rows == 12
+    stale["calls"] = 0
+    assert store.labelled("churn", hour, hour + timedelta(hours=1)).num_rows == 12
