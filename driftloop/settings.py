@@ -400,7 +400,7 @@ class DemoSettings(_Part):
     model: str = Field(default="digits", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     seed: int = 0
     rate: Annotated[float, Field(gt=0, le=500)] = 10.0
-    duration_s: Annotated[float, Field(gt=0)] | None = None  # None: the profile's cap (fast 420 s, default 720 s)
+    duration_s: Annotated[float, Field(gt=0)] | None = None  # None: the profile's cap (fast 600 s, default 900 s)
     drift_kind: DriftKind = "rotate"
     drift_onset_s: Annotated[float, Field(gt=0)] | None = None  # None: the profile's (fast 50 s, default 120 s)
     rotation_degrees: Annotated[float, Field(ge=-180, le=180)] = 35.0

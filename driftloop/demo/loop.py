@@ -333,7 +333,9 @@ class View:
 
         try:
             shadow = Store(self.demo.settings.store_dir).shadow(self.demo.model, version=str(version))
-        except Exception:  # noqa: BLE001 - no shadow file yet
+        except Exception:  # noqa: BLE001 - the store is being written: the next poll reads it
+            return
+        if shadow.num_rows == 0:
             return
         labelled = {a.request_id: a.truth for a in self.demo.users.snapshot() if a.labelled}
         pairs = [(label == labelled[r]) for r, label in zip(shadow["request_id"].to_pylist(),

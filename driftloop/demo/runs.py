@@ -49,10 +49,10 @@ class Profile:
 
 
 PROFILES = {
-    "fast": Profile("fast", onset_s=45, duration_s=420, window_minutes=0.75, drift_interval_s=3, rule_for_max_s=10,
+    "fast": Profile("fast", onset_s=45, duration_s=600, window_minutes=0.75, drift_interval_s=3, rule_for_max_s=10,
                     group_wait_s=1, group_interval_s=5, label_deadline_s=45, gate_interval_s=2, min_pairs=40,
                     watch_pairs=40, gate_deadline_s=120, num_workers=1),
-    "default": Profile("default", onset_s=100, duration_s=720, window_minutes=1.5, drift_interval_s=5,
+    "default": Profile("default", onset_s=100, duration_s=900, window_minutes=1.5, drift_interval_s=5,
                        rule_for_max_s=30, group_wait_s=2, group_interval_s=10, label_deadline_s=90,
                        gate_interval_s=3, min_pairs=100, watch_pairs=100, gate_deadline_s=240, num_workers=2),
 }
