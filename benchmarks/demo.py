@@ -20,7 +20,7 @@ table and Prometheus (its summary.json):
 Targets: accuracy after promotion within 5 points of before the drift; onset to promotion under
 5 minutes; labels used at most half of random's for the same recovered accuracy.
 
-    .venv/bin/python benchmarks/demo.py [--seed 0] [--strategy margin]
+    .venv/bin/python benchmarks/demo.py [--seed 0] [--strategy drift_targeted]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def run(demo_dir: Path, seed: int, strategy: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--strategy", default="margin")
+    parser.add_argument("--strategy", default="drift_targeted")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "demo.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "images" / "demo.png")
     args = parser.parse_args()

@@ -12,14 +12,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import random
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from driftloop.settings import Settings
-from driftloop.stack.process import ServiceProcess, _alive, free_port
+from driftloop.stack.process import ServiceProcess, _alive
 
 CONFIG_FILE = "driftloop.toml"
 
@@ -110,6 +112,21 @@ def new_run_dir(demo_dir: Path) -> Path:
     return folder
 
 
+def quiet_port(low: int = 20000, high: int = 32000) -> int:
+    """A free port below the kernel's ephemeral range (32768+), so no service's "any free port" takes it
+    between this choice and the moment the service binds it."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(low, high)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between {low} and {high}")
+
+
 def run_settings(base: Settings, run_dir: Path, profile: Profile) -> dict:
     """The run's settings as a plain dict: the user's, with a stack, ports and pace of the run's own."""
     demo = base.demo
@@ -117,12 +134,12 @@ def run_settings(base: Settings, run_dir: Path, profile: Profile) -> dict:
     # The labelling step waits for the batch: labels since the champion was registered count, and the
     # users' labels of the traffic before the drift are already that many.
     pre_drift_labels = int(demo.rate * onset * demo.label_share)
-    webhook_port = free_port()
+    webhook_port = quiet_port()
     update = {
         "data_dir": run_dir / "data",
         "kafka": {"bootstrap_servers": "", "topic_prefix": "driftloop."},
-        "stack": {"state_dir": run_dir / "stack", "kafka_port": free_port(), "kafka_controller_port": free_port(),
-                  "prometheus_port": free_port(), "alertmanager_port": free_port(), "start_kafka": True,
+        "stack": {"state_dir": run_dir / "stack", "kafka_port": quiet_port(), "kafka_controller_port": quiet_port(),
+                  "prometheus_port": quiet_port(), "alertmanager_port": quiet_port(), "start_kafka": True,
                   "start_prometheus": True, "start_alertmanager": True, "kafka_heap": "512m"},
         "prometheus": {"url": "", "scrape_interval_s": 1.0, "scrape_targets": [],
                        "rule_for_max_s": profile.rule_for_max_s},
@@ -132,7 +149,7 @@ def run_settings(base: Settings, run_dir: Path, profile: Profile) -> dict:
                 "connect_at_start": True},
         "registry": {"dir": None},
         "collector": {"batch_seconds": 1.0, "metrics_port": 0},
-        "api": {"host": "127.0.0.1", "port": free_port(), "api_key": None},
+        "api": {"host": "127.0.0.1", "port": quiet_port(), "api_key": None},
         "metrics": {"host": "127.0.0.1"},
         "drift": {"window_minutes": profile.window_minutes, "interval_s": profile.drift_interval_s, "min_rows": 50,
                   "metrics_port": 0},
@@ -142,7 +159,7 @@ def run_settings(base: Settings, run_dir: Path, profile: Profile) -> dict:
                     "strategy": demo.strategy, "budget": demo.label_budget, "poll_s": 1.0,
                     "reference_files": {demo.model: run_dir / "data" / "reference.parquet"},
                     "schedule_interval_s": None, "quality_floor": None},
-        "serve": {"host": "127.0.0.1", "port": free_port(), "reload_interval_s": 0.5},
+        "serve": {"host": "127.0.0.1", "port": quiet_port(), "reload_interval_s": 0.5},
         "shadow": {"refresh_s": 1.0, "start_from": "earliest", "metrics_port": 0},
         "gate": {"check_interval_s": profile.gate_interval_s, "min_pairs": profile.min_pairs,
                  "max_pairs": max(2000, profile.min_pairs), "watch_pairs": profile.watch_pairs,
