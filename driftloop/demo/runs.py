@@ -42,7 +42,7 @@ class Profile:
     rule_for_max_s: float
     group_wait_s: float
     group_interval_s: float
-    label_deadline_s: float
+    label_wait_s: float  # the labelling step's deadline beyond the annotator's delay
     gate_interval_s: float
     min_pairs: int
     watch_pairs: int
@@ -52,10 +52,10 @@ class Profile:
 
 PROFILES = {
     "fast": Profile("fast", onset_s=45, duration_s=600, window_minutes=0.75, drift_interval_s=3, rule_for_max_s=10,
-                    group_wait_s=1, group_interval_s=5, label_deadline_s=45, gate_interval_s=2, min_pairs=40,
+                    group_wait_s=1, group_interval_s=5, label_wait_s=25, gate_interval_s=2, min_pairs=40,
                     watch_pairs=40, gate_deadline_s=120, num_workers=1),
     "default": Profile("default", onset_s=100, duration_s=900, window_minutes=1.5, drift_interval_s=5,
-                       rule_for_max_s=30, group_wait_s=2, group_interval_s=10, label_deadline_s=90,
+                       rule_for_max_s=30, group_wait_s=2, group_interval_s=10, label_wait_s=40,
                        gate_interval_s=3, min_pairs=100, watch_pairs=100, gate_deadline_s=240, num_workers=2),
 }
 
@@ -131,9 +131,10 @@ def run_settings(base: Settings, run_dir: Path, profile: Profile) -> dict:
     """The run's settings as a plain dict: the user's, with a stack, ports and pace of the run's own."""
     demo = base.demo
     onset = demo.drift_onset_s or profile.onset_s
-    # The labelling step waits for the batch: labels since the champion was registered count, and the
-    # users' labels of the traffic before the drift are already that many.
-    pre_drift_labels = int(demo.rate * onset * demo.label_share)
+    # The labelling step gives the annotator `annotator_delay_s` and some: it waits for the batch's labels
+    # on top of every label the users give from the champion's registration to two minutes past the onset
+    # (labels since the champion count), or, as it normally ends, until the deadline.
+    users_labels = int(demo.rate * (onset + 120) * demo.label_share)
     webhook_port = quiet_port()
     update = {
         "data_dir": run_dir / "data",
@@ -154,8 +155,8 @@ def run_settings(base: Settings, run_dir: Path, profile: Profile) -> dict:
         "drift": {"window_minutes": profile.window_minutes, "interval_s": profile.drift_interval_s, "min_rows": 50,
                   "metrics_port": 0},
         "curation": {"strategy": demo.strategy, "budget": demo.label_budget, "seed": demo.seed},
-        "retrain": {"cooldown_s": 3600.0, "min_new_labels": pre_drift_labels + demo.label_budget,
-                    "label_deadline_s": profile.label_deadline_s, "selection_window_minutes": profile.window_minutes,
+        "retrain": {"cooldown_s": 3600.0, "min_new_labels": users_labels + demo.label_budget,
+                    "label_deadline_s": demo.annotator_delay_s + profile.label_wait_s, "selection_window_minutes": profile.window_minutes,
                     "strategy": demo.strategy, "budget": demo.label_budget, "poll_s": 1.0,
                     "reference_files": {demo.model: run_dir / "data" / "reference.parquet"},
                     "schedule_interval_s": None, "quality_floor": None},
