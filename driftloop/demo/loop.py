@@ -106,6 +106,9 @@ class Demo:
             console.print("[yellow]interrupted: stopping every process this run started[/yellow]")
             raise
         finally:
+            # The clean-up runs whole: a second Ctrl-C must not leave services or the stack behind.
+            interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             if self.users is not None:
                 self.users.stop(drain_s=0)
             if self.annotator is not None:
@@ -115,6 +118,7 @@ class Demo:
             if not keep_stack:
                 console.print(f"stack stopped: {', '.join(self.stack.down()) or 'nothing'}")
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, interrupt)
             self.tell_where()
 
     def start_services(self) -> None:
