@@ -10,7 +10,7 @@ import json
 import os
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -136,7 +136,8 @@ def test_fast_demo_with_labels_withheld_promotes_nothing_and_says_why(tmp_path):
     try:
         onset = datetime.fromisoformat(summary["onset_at"])
         store = Store(run.store_dir)
-        labelled = store.labelled(MODEL, onset, None, run.label_horizon)
+        # a request sent just before the onset is logged a moment after it: one second of grace
+        labelled = store.labelled(MODEL, onset + timedelta(seconds=1), None, run.label_horizon)
         assert labelled.num_rows == 0, "no label of post-drift traffic arrived"
         assert any(v == 1 for _, v in drift_flags(run, summary)), "the drift was seen"
 

@@ -202,11 +202,16 @@ def draw(settings: Settings, outcome: Outcome, path: Path) -> Path:
                 shadow["request_id"].to_pylist(), shadow["timestamp"].to_pylist(),
                 shadow["label"].cast(pa.string()).to_pylist(), shadow["model_version"].to_pylist(), strict=True)
                 if r in truth]
+            from driftloop.retrain_service import open_registry
+
+            registry = open_registry(settings)
             for version in sorted({v for _, _, v in rows}, key=int):
-                mine = [(t, c) for t, c, v in rows if v == version]
+                # From when it became a subject: the scorer also answers a few minutes of older traffic
+                since = registry.get(outcome.model, int(version)).created_at
+                mine = [(t, c) for t, c, v in rows if v == version and t >= since]
                 _binned(top, np.array([(t - start).total_seconds() for t, _ in mine]), np.array([c for _, c in mine]),
                         bin_s, f"version {version} in shadow", "--")
-    top.set_ylabel(f"accuracy on users' labels ({bin_s:g} s bins)")
+    top.set_ylabel(f"accuracy on users' labels\n({bin_s:g} s bins, 5+ labels)")
     top.set_ylim(0, 1.05)
     top.legend(loc="lower left", fontsize=8)
     top.grid(alpha=0.3)
@@ -240,11 +245,14 @@ def draw(settings: Settings, outcome: Outcome, path: Path) -> Path:
     return path
 
 
-def _binned(axis, seconds: np.ndarray, correct: np.ndarray, bin_s: float, label: str, style: str) -> None:
+def _binned(axis, seconds: np.ndarray, correct: np.ndarray, bin_s: float, label: str, style: str,
+            min_rows: int = 5) -> None:
     if len(seconds) == 0:
         return
     bins = np.floor(seconds / bin_s).astype(int)
-    keys = sorted(set(bins.tolist()))
+    keys = [k for k in sorted(set(bins.tolist())) if (bins == k).sum() >= min_rows]  # no 1-label bins
+    if not keys:
+        return
     means = [correct[bins == k].mean() for k in keys]
     axis.plot([(k + 0.5) * bin_s for k in keys], means, style, markersize=3, label=label)
 
