@@ -48,13 +48,42 @@ def run(demo_dir: Path, seed: int, strategy: str) -> dict:
     return {**json.loads((run_dir / "summary.json").read_text()), "plot": str(run_dir / "demo.png")}
 
 
+def redraw(run_dir: Path, out: Path) -> None:
+    """Draw a kept run's plot again: its Prometheus is started on its data for the time it takes."""
+    from datetime import datetime
+
+    from driftloop.demo.report import draw, read_outcome
+    from driftloop.settings import load_settings
+    from driftloop.stack import LocalStack
+
+    settings = load_settings(run_dir / "driftloop.toml")
+    only = settings.stack.model_copy(update={"start_kafka": False, "start_alertmanager": False})
+    stack = LocalStack(settings.model_copy(update={"stack": only}))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    told = [(datetime.fromisoformat(e["at"]), e["event"]) for e in summary["timeline"]
+            if e["event"].startswith(("traffic", "annotator"))]
+    stack.up()
+    try:
+        outcome = read_outcome(settings, settings.demo.model, datetime.fromisoformat(summary["started_at"]),
+                               datetime.fromisoformat(summary["onset_at"]), datetime.fromisoformat(summary["ended_at"]),
+                               told)
+        draw(settings, outcome, out)
+    finally:
+        stack.down()
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strategy", default="drift_targeted")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "demo.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "images" / "demo.png")
+    parser.add_argument("--redraw", type=Path, help="only draw this kept run's plot again (into --plot)")
     args = parser.parse_args()
+    if args.redraw:
+        redraw(args.redraw, args.plot)
+        return
     with tempfile.TemporaryDirectory(prefix="driftloop-demo-bench-") as folder:
         configured = run(Path(folder) / "configured", args.seed, args.strategy)
         shutil.copyfile(configured["plot"], args.plot)

@@ -259,6 +259,6 @@ def _binned(axis, seconds: np.ndarray, correct: np.ndarray, bin_s: float, label:
 
 def _marks(outcome: Outcome) -> list[tuple[datetime, str]]:
     """The events worth a line on the plot: onset, first alert, the episode's steps, gate decisions."""
-    keep = ("drift onset", "alert firing", "episode ", "champion ", "gate ")
+    keep = ("drift onset", "alert firing", "annotator", "episode ", "champion ", "gate ")
     marks = [(m, label.split(":")[0]) for m, label in outcome.events if label.startswith(keep)]
     return [(m, label) for m, label in marks if m >= outcome.started_at - timedelta(seconds=5)][:14]
