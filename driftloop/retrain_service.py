@@ -95,6 +95,9 @@ class RetrainService:
         self._threads: dict[str, threading.Thread] = {}
         self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._ray_lock = threading.Lock()
+        self._ray_ready: threading.Event | None = None
+        self._ray_error: BaseException | None = None
         self._last_schedule = self._last_quality = time.monotonic()
 
     # -- triggers --------------------------------------------------------------------------------
@@ -385,13 +388,12 @@ class RetrainService:
             raise
 
     def _train(self, data, spec: ModelSpec, name: str, folder: Path):
-        from driftloop.ray_cluster import connect_ray
         from driftloop.retrain.training import RunSettings, train_model
 
         spec.build_module(data.n_inputs, len(data.classes))  # a spec that cannot build fails before Ray is asked
         ray = self.settings.ray
         try:
-            connect_ray(ray)
+            self.connect_ray()
         except Exception as error:  # noqa: BLE001 - whatever ray.init raises, the episode says Ray is not there
             where = ray.address or os.environ.get("RAY_ADDRESS") or "a local Ray"
             raise RuntimeError(f"Ray at {where} is not reachable: {' '.join(str(error).split())[:300]}") from None
@@ -399,6 +401,36 @@ class RetrainService:
                           use_gpu=ray.use_gpu, max_failures=ray.max_failures, timeout_s=ray.train_timeout_s,
                           placement_strategy=ray.placement_strategy)
         return train_model(data, spec, run, name, folder)
+
+    def connect_ray(self) -> None:
+        """Join or start Ray once per process, from a thread that lives as long as the process.
+
+        A local Ray's processes die with the *thread* that started them (Linux's parent-death signal is
+        per thread): started from an episode's thread, Ray would go down when that episode ends.
+        """
+        with self._ray_lock:
+            if self._ray_ready is None:
+                self._ray_ready = threading.Event()
+                threading.Thread(target=self._keep_ray, daemon=True, name="ray").start()
+            ready = self._ray_ready
+        ready.wait()
+        if self._ray_error is not None:
+            error = self._ray_error
+            with self._ray_lock:  # the next training tries again
+                self._ray_ready, self._ray_error = None, None
+            raise error
+
+    def _keep_ray(self) -> None:
+        from driftloop.ray_cluster import connect_ray
+
+        try:
+            connect_ray(self.settings.ray)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller of connect_ray
+            self._ray_error = error
+            self._ray_ready.set()
+            return
+        self._ray_ready.set()
+        threading.Event().wait()  # this thread stays: Ray's local processes live as long as it does
 
     def _register(self, episode: Episode, trained, table: pa.Table, spec: ModelSpec):
         from driftloop.retrain.candidates import register_candidate
@@ -520,6 +552,8 @@ def run_retrain_service(settings: Settings) -> None:
     stop = threading.Event()
     looping = threading.Thread(target=service.loop, args=(stop,), daemon=True, name="retrain-loop")
     looping.start()
+    if settings.ray.connect_at_start:
+        threading.Thread(target=_warm_ray, args=(service,), daemon=True, name="ray-warm-up").start()
     announce_to_prometheus(settings, "retrain", f"{host}:{port}")
     log.info("retrain service on http://%s:%d (webhook %s, holder %s)", host, port, path, service.holder)
     try:
@@ -528,6 +562,14 @@ def run_retrain_service(settings: Settings) -> None:
         stop.set()
         looping.join(timeout=10)
         service.shutdown()
+
+
+def _warm_ray(service: RetrainService) -> None:
+    try:
+        service.connect_ray()
+        log.info("Ray is up for the first retrain")
+    except Exception as error:  # noqa: BLE001 - the first training tries again and fails its episode if it must
+        log.warning("could not start Ray ahead of the first retrain: %s", error)
 
 
 def run_manual(settings: Settings, model: str, select: bool = False) -> Episode:

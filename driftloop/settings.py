@@ -108,6 +108,9 @@ class PrometheusSettings(_Part):
     # The `environment` label the local Prometheus puts on every series it scrapes (the dashboards'
     # Environment variable); on your own Prometheus, set it in your scrape configs.
     environment: str = Field(default="local", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    # When set, the local stack loads the shipped alert rules with every `for:` longer than this cut to it
+    # (the demo's fast profile, tests); the shipped files are not changed.
+    rule_for_max_s: Annotated[float, Field(ge=0)] | None = None
 
 
 class AlertmanagerSettings(_Part):
@@ -170,6 +173,9 @@ class RaySettings(_Part):
     max_failures: Annotated[int, Field(ge=0)] = 0
     train_timeout_s: Annotated[float, Field(gt=0)] = 1800.0
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    # The retrain service joins (or starts) Ray as it starts, not at its first training: the first
+    # retrain does not wait for Ray to come up.
+    connect_at_start: bool = False
 
     @field_validator("storage_path")
     @classmethod
@@ -403,6 +409,46 @@ class GateSettings(_Part):
         return self
 
 
+DriftKind = Literal["rotate", "noise", "shift"]
+
+
+class DemoSettings(_Part):
+    """`driftloop demo`: the simulated world, its users and annotator, and how the run is paced.
+
+    Each run lives in its own folder `<dir>/runs/<time>/` (settings, stack state, data, logs,
+    figures), kept after the run. Traffic: scikit-learn's digits (8x8 images, 64 features) with
+    pixel noise `noise`, at `rate` requests per second; at `drift_onset_s` the world drifts
+    (`rotate`: the images turn by `rotation_degrees`; `shift`: they move one pixel right; `noise`:
+    heavy pixel noise). Users label `label_share` of the answers after `label_delay_s`; a simulated
+    annotator answers each labelling batch of `label_budget` inputs after `annotator_delay_s`;
+    `withhold_labels` stops every label after the onset. The run ends when the retrain episode
+    ends, `after_promotion_s` after a promotion, or after `duration_s`. `--fast` shortens the
+    windows, waits and alert `for:` durations (see docs/demo.md).
+    """
+
+    dir: Path = Path(".driftloop/demo")
+    model: str = Field(default="digits", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    seed: int = 0
+    rate: Annotated[float, Field(gt=0, le=500)] = 10.0
+    duration_s: Annotated[float, Field(gt=0)] | None = None  # None: the profile's cap (fast 600 s, default 900 s)
+    drift_kind: DriftKind = "rotate"
+    drift_onset_s: Annotated[float, Field(gt=0)] | None = None  # None: the profile's (fast 50 s, default 120 s)
+    rotation_degrees: Annotated[float, Field(ge=-180, le=180)] = 35.0
+    noise: Annotated[float, Field(ge=0)] = 0.5
+    label_budget: Annotated[int, Field(ge=1)] = 150
+    label_share: Annotated[float, Field(ge=0, le=1)] = 0.25
+    label_delay_s: Annotated[float, Field(ge=0)] = 5.0
+    annotator_delay_s: Annotated[float, Field(ge=0)] = 10.0
+    strategy: StrategyName = "drift_targeted"
+    withhold_labels: bool = False
+    after_promotion_s: Annotated[float, Field(ge=0)] = 40.0
+
+    @field_validator("dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        return path.expanduser().resolve()
+
+
 class Settings(BaseSettings):
     """Everything driftloop can be told. See docs/configuration.md."""
 
@@ -438,6 +484,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     shadow: ShadowSettings = Field(default_factory=ShadowSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    demo: DemoSettings = Field(default_factory=DemoSettings)
 
     # Set only while load_settings() builds an instance: the TOML file to read beneath the environment.
     _config_file: ClassVar[Path | None] = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from pathlib import Path
 
@@ -70,7 +71,7 @@ class Prometheus(_HttpService):
             scrape["static_configs"] = [{"targets": list(self.settings.scrape_targets)}]
         return {
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
-            "rule_files": [str(path) for path in rule_files()],
+            "rule_files": [str(path) for path in self.rule_paths()],
             "alerting": {
                 "alertmanagers": [
                     {"static_configs": [{"targets": [f"127.0.0.1:{self.stack.alertmanager_port}"]}]}
@@ -79,9 +80,31 @@ class Prometheus(_HttpService):
             "scrape_configs": [scrape],
         }
 
+    def rule_paths(self) -> list[Path]:
+        """The alert rule files to load: the shipped ones, or copies with `for:` cut to `rule_for_max_s`."""
+        if self.settings.rule_for_max_s is None:
+            return rule_files()
+        return [self.home / "rules" / path.name for path in rule_files()]
+
+    def write_rules(self) -> None:
+        """Write the copies `rule_paths` names when `rule_for_max_s` is set (the shipped files stay as they are)."""
+        limit = self.settings.rule_for_max_s
+        if limit is None:
+            return
+        folder = self.home / "rules"
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in rule_files():
+            rules = yaml.safe_load(path.read_text())
+            for group in rules.get("groups", []):
+                for rule in group.get("rules", []):
+                    if "for" in rule and _seconds(rule["for"]) > limit:
+                        rule["for"] = f"{limit:g}s"
+            (folder / path.name).write_text(yaml.safe_dump(rules, sort_keys=False))
+
     def start(self) -> None:
         binary = require_tool("prometheus", APT_HINT)
         self.targets_dir.mkdir(parents=True, exist_ok=True)
+        self.write_rules()
         config_file = self.home / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         self.process.start(
@@ -90,6 +113,17 @@ class Prometheus(_HttpService):
              f"--web.external-url={self.url}/", "--storage.tsdb.retention.time=1d"],
             marker=str(config_file),
         )
+
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def _seconds(text: str) -> float:
+    """A Prometheus duration ('5m', '1h30m', '90s') in seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", str(text))
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != str(text):
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return sum(float(number) * _UNITS[unit] for number, unit in parts)
 
 
 def register_scrape_target(targets_dir: Path, name: str, address: str, labels: dict[str, str] | None = None) -> Path:
