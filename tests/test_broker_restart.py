@@ -119,7 +119,8 @@ def test_after_a_broker_crash_every_writer_recovers_and_nothing_acknowledged_is_
             assert probe.get("/healthz").status_code == 200, "but alive"
             accepted_before, sent_before = len(accepted), sent()
             restarting = time.monotonic()
-            local_stack.up()  # returns once the broker answers and its topics are there
+            local_stack.kafka.start()
+            local_stack.kafka.wait_ready(timeout_s=300)  # a loaded machine may take over a minute; the topics persist
             back = time.monotonic()
             assert wait_until(lambda: len(accepted) > accepted_before, 30), "the API accepts again"
             assert wait_until(lambda: sent() > sent_before + 100, 30), "the model server's events flow again"
