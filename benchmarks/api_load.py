@@ -20,7 +20,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import httpx
 from fastapi import FastAPI
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
+from wrk_load import run_wrk, wrk_script
 
 from driftloop.collector.api import create_app, serve
 from driftloop.collector.schemas import FeedbackEvent
@@ -40,41 +40,13 @@ from driftloop.stack.process import require_tool
 RESULTS = Path(__file__).parent / "results" / "api_load.json"
 
 # One wrk thread: a new request id per request; the event id of each 202 kept; statuses counted.
-WRK_SCRIPT = r"""
-local run, n = os.getenv("BENCH_RUN"), 0
-ids, statuses = {}, {}  -- globals: done() reads them with thread:get
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-
+WRK_SCRIPT = wrk_script(r"""
 request = function()
   n = n + 1
   return wrk.format(nil, "/v1/feedback", nil,
     '{"request_id":"' .. run .. '-' .. n .. '","label":' .. (n % 3) .. ',"source":"user"}')
 end
-
-response = function(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-  if status == 202 then ids[#ids + 1] = body:match('"event_ids":%["([^"]+)"') end
-end
-
-local threads = {}
-setup = function(thread) table.insert(threads, thread) end
-
-done = function(summary, latency, requests)
-  local out = io.open(os.getenv("BENCH_OUT"), "w")
-  local all_ids, counts = {}, {}
-  for _, thread in ipairs(threads) do
-    for _, id in ipairs(thread:get("ids")) do all_ids[#all_ids + 1] = '"' .. id .. '"' end
-    for status, count in pairs(thread:get("statuses")) do counts[#counts + 1] = '"' .. status .. '":' .. count end
-  end
-  out:write(string.format(
-    '{"requests":%d,"duration_us":%d,"socket_errors":%d,"p50_us":%d,"p99_us":%d,"statuses":{%s},"ids":[%s]}',
-    summary.requests, summary.duration,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50), latency:percentile(99), table.concat(counts, ","), table.concat(all_ids, ",")))
-  out:close()
-end
-"""
+""", ok_status=202, id_pattern=r'"event_ids":%["([^"]+)"')
 
 
 def bare_app() -> FastAPI:
@@ -100,15 +72,8 @@ def run_server(kind: str, bootstrap: str, prefix: str, port: int) -> None:
 
 
 def load(url: str, seconds: float, connections: int, run: str, workdir: Path) -> dict:
-    """wrk against `url` for `seconds`; its figures, the statuses and the event ids of the 202s."""
-    script, out = workdir / "feedback.lua", workdir / f"{run}.json"
-    script.write_text(WRK_SCRIPT)
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url]
-    env = {**os.environ, "BENCH_RUN": run, "BENCH_OUT": str(out)}
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return json.loads(out.read_text())
+    """wrk against `url` for `seconds`; its figures, the statuses and the ids of the accepted requests."""
+    return run_wrk(WRK_SCRIPT, url, seconds, connections, run, workdir)
 
 
 def measure(kind: str, bootstrap: str, prefix: str, args, workdir: Path) -> dict:

@@ -23,7 +23,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shadow_throughput import register_models  # noqa: E402  the same MLP champion
+from wrk_load import run_wrk, wrk_script  # noqa: E402
 
 from driftloop.retrain.serving import PredictRequest  # noqa: E402  the server's own body model, for the baseline
 from driftloop.settings import load_settings  # noqa: E402
@@ -42,11 +42,7 @@ from driftloop.stack.process import require_tool  # noqa: E402
 RESULTS = Path(__file__).parent / "results" / "serve_load.json"
 
 # One wrk thread: a new request id and 20 random features per request; the id of each 200 kept.
-WRK_SCRIPT = r"""
-local run, n = os.getenv("BENCH_RUN"), 0
-ids, statuses = {}, {}
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+WRK_SCRIPT = wrk_script(r"""
 math.randomseed(7)
 
 request = function()
@@ -56,30 +52,7 @@ request = function()
   return wrk.format(nil, "/v1/predict", nil,
     '{"request_id":"' .. run .. '-' .. n .. '","features":{' .. table.concat(parts, ",") .. '}}')
 end
-
-response = function(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-  if status == 200 then ids[#ids + 1] = body:match('"request_id":"([^"]+)"') end
-end
-
-local threads = {}
-setup = function(thread) table.insert(threads, thread) end
-
-done = function(summary, latency, requests)
-  local out = io.open(os.getenv("BENCH_OUT"), "w")
-  local all_ids, counts = {}, {}
-  for _, thread in ipairs(threads) do
-    for _, id in ipairs(thread:get("ids")) do all_ids[#all_ids + 1] = '"' .. id .. '"' end
-    for status, count in pairs(thread:get("statuses")) do counts[#counts + 1] = '"' .. status .. '":' .. count end
-  end
-  out:write(string.format(
-    '{"requests":%d,"duration_us":%d,"socket_errors":%d,"p50_us":%d,"p99_us":%d,"statuses":{%s},"ids":[%s]}',
-    summary.requests, summary.duration,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50), latency:percentile(99), table.concat(counts, ","), table.concat(all_ids, ",")))
-  out:close()
-end
-"""
+""", ok_status=200, id_pattern=r'"request_id":"([^"]+)"')
 
 
 def bare_app(settings):
@@ -121,14 +94,8 @@ def run_server(kind: str, settings, port: int) -> None:
 
 
 def load(url: str, seconds: float, connections: int, run: str, workdir: Path) -> dict:
-    script, out = workdir / "predict.lua", workdir / f"{run}.json"
-    script.write_text(WRK_SCRIPT)
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url]
-    done = subprocess.run(command, capture_output=True, text=True,
-                          env={**os.environ, "BENCH_RUN": run, "BENCH_OUT": str(out)})
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return json.loads(out.read_text())
+    """wrk against `url` for `seconds`; its figures, the statuses and the ids of the accepted requests."""
+    return run_wrk(WRK_SCRIPT, url, seconds, connections, run, workdir)
 
 
 def measure(kind: str, settings, args, workdir: Path) -> dict:
