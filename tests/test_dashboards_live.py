@@ -176,6 +176,8 @@ def test_every_panel_returns_series_while_the_services_run(kafka, kafka_settings
             assert profiled.returncode == 0, profiled.stderr
             processes.append(start(["drift", "run", "--model", MODEL], env, logs, "drift"))
             post_alert("second")  # labels of the drifted world are in: train a challenger on them
+            # the webhook records the notification and answers; the episode opens right after
+            assert wait_until(lambda: len(episodes.episodes(MODEL)) == 2, 60), log_tails()
             promoted = wait_until(lambda: registry.alias(MODEL, "champion") not in (None, 1)
                                   or episodes.episodes(MODEL)[0].finished, 900, interval_s=2)
             assert promoted and registry.alias(MODEL, "champion") != 1, f"{episodes.episodes(MODEL)[0]}\n{log_tails()}"

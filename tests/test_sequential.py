@@ -119,6 +119,17 @@ def test_state_round_trip_resumes_the_stream(name):
         DETECTORS[name]().load_state_dict({})
 
 
+def test_adwin_refuses_a_window_it_cannot_read_and_keeps_a_fresh_one():
+
+    detector = ADWIN()
+    state = {**detector.state_dict(), "window": "Z2FyYmFnZQ=="}  # 'garbage'
+    with pytest.raises(ValueError, match="not readable"):
+        detector.load_state_dict(state)
+    with pytest.raises(ValueError, match="River"):
+        detector.load_state_dict({**state, "river": "0.0.1"})
+    assert detector.width == 0 and detector.update_many(shifted_bits(4)) == ADWIN().update_many(shifted_bits(4))
+
+
 @pytest.mark.parametrize(
     ("name", "param", "value"),
     [(name, param, value) for name, cases in INVALID.items() for param, value in cases],

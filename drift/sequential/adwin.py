@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from .base import DriftDetector, check_in_range
 
 
@@ -105,6 +107,40 @@ class ADWIN(DriftDetector):
         river = self._river
         river.update(x)  # River empties its window itself at the update after an alarm
         self._drift_detected = river.drift_detected
+        return self
+
+    def state_dict(self) -> dict:
+        """The window as JSON: River's own serialisation of its Rust window, tagged with River's version.
+
+        River restores it only into the same River version; another version raises
+        ``ValueError`` in ``load_state_dict``, and the monitor replays the stream instead.
+        """
+        import river
+
+        return {
+            "river": river.__version__,
+            "window": base64.b64encode(self._river._helper.__getstate__()).decode(),
+            "drift_detected": bool(self._river.drift_detected),
+        }
+
+    def load_state_dict(self, state: dict) -> ADWIN:
+        """Resume from a ``state_dict()`` taken under the same River version; return ``self``."""
+        import river
+
+        missing = {"river", "window", "drift_detected"} - set(state)
+        if missing:
+            raise ValueError(f"state of another ADWIN layout: it lacks {sorted(missing)}")
+        if state["river"] != river.__version__:
+            raise ValueError(f"ADWIN state of River {state.get('river')!r}, this is River {river.__version__}")
+        self._restart()
+        try:
+            self._river._helper.__setstate__(base64.b64decode(state["window"]))
+        except BaseException as error:  # River's Rust panics on bytes it did not write: a BaseException
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise
+            self._restart()
+            raise ValueError(f"ADWIN state not readable: {error}") from error
+        self._river._drift_detected = self._drift_detected = bool(state["drift_detected"])
         return self
 
     def update_many(self, xs) -> list[int]:
