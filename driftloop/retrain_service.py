@@ -316,7 +316,9 @@ class RetrainService:
             min_new_labels=retrain.min_new_labels, label_deadline_s=retrain.label_deadline_s,
             snapshot_window=timedelta(hours=retrain.snapshot_window_hours), label_horizon=settings.label_horizon,
             poll_s=retrain.poll_s, max_step_attempts=retrain.max_step_attempts,
-            profile_sample_rows=settings.drift.reference_sample_rows,
+            selection_window=timedelta(minutes=retrain.selection_window_minutes or settings.drift.window_minutes),
+            budget=retrain.budget or settings.curation.budget, selection_pool_factor=retrain.selection_pool_factor,
+            selection_wait_s=retrain.selection_wait_s,
         )
         return EpisodeRunner(
             config, self.episodes, self.registry, Store(settings.store_dir),
@@ -342,14 +344,12 @@ class RetrainService:
             self._gates[model] = build_gate(self.settings, model, metrics=self.gate_metrics)
         return self._gates[model]
 
-    def _select(self, episode: Episode) -> str | None:
+    def _select(self, episode: Episode, start: datetime, end: datetime) -> str | None:
         settings, retrain = self.settings, self.settings.retrain
-        now = datetime.now(UTC)
-        minutes = retrain.selection_window_minutes or settings.drift.window_minutes
         strategy = build_strategy(settings, retrain.strategy or settings.curation.strategy,
                                   settings.curation.balanced, settings.curation.deduplicated)
         request = BatchRequest(model=episode.model, budget=retrain.budget or settings.curation.budget,
-                               start=now - timedelta(minutes=minutes), end=now, label_horizon=settings.label_horizon)
+                               start=start, end=end, label_horizon=settings.label_horizon)
         reference = self._reference_rows(episode.model)
         if strategy.name.startswith("drift_targeted") and reference is None:
             raise ValueError(f"drift-targeted selection needs reference rows: register a champion or profile the model "

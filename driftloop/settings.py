@@ -302,11 +302,14 @@ class RetrainSettings(_Part):
 
     It serves Alertmanager's webhook at `alertmanager.webhook_url`. A model trains with the spec
     `specs[model]` (default `default_spec`), with `training` overriding the spec's training
-    parameters and `features[model]` its feature list. An episode selects `budget` inputs for
-    labelling from the last `selection_window_minutes` (default: drift.window_minutes) with
-    `strategy` (default: curation.strategy), waits until `min_new_labels` labels arrived or
-    `label_deadline_s` passed, snapshots the last `snapshot_window_hours` of labelled data (plus
-    `reference_files[model]`, the original training data), trains on Ray and registers a challenger.
+    parameters and `features[model]` its feature list. An episode opened by an alert selects
+    `budget` inputs for labelling with `strategy` (default: curation.strategy) from the last
+    `selection_window_minutes` (default: drift.window_minutes), and from no earlier than the
+    alert's `startsAt`; it first waits, at most `selection_wait_s`, until that window holds
+    `selection_pool_factor` x `budget` unlabelled inputs to choose from. It then waits until
+    `min_new_labels` labels arrived or `label_deadline_s` passed, snapshots the last
+    `snapshot_window_hours` of labelled data (plus `reference_files[model]`, the original
+    training data), trains on Ray and registers a challenger.
     """
 
     default_spec: str = Field(default="mlp", min_length=1)
@@ -318,6 +321,8 @@ class RetrainSettings(_Part):
     min_new_labels: Annotated[int, Field(ge=0)] = 100
     label_deadline_s: Annotated[float, Field(ge=0)] = 6 * 3600.0
     selection_window_minutes: Annotated[float, Field(gt=0)] | None = None
+    selection_pool_factor: Annotated[float, Field(ge=0)] = 3.0
+    selection_wait_s: Annotated[float, Field(ge=0)] = 600.0
     snapshot_window_hours: Annotated[float, Field(gt=0)] = 168.0
     strategy: StrategyName | None = None
     budget: Annotated[int, Field(ge=1)] | None = None
@@ -429,10 +434,10 @@ class DemoSettings(_Part):
     dir: Path = Path(".driftloop/demo")
     model: str = Field(default="digits", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     seed: int = 0
-    rate: Annotated[float, Field(gt=0, le=500)] = 10.0
+    rate: Annotated[float, Field(gt=0, le=500)] = 20.0
     duration_s: Annotated[float, Field(gt=0)] | None = None  # None: the profile's cap (fast 600 s, default 900 s)
     drift_kind: DriftKind = "rotate"
-    drift_onset_s: Annotated[float, Field(gt=0)] | None = None  # None: the profile's (fast 50 s, default 120 s)
+    drift_onset_s: Annotated[float, Field(gt=0)] | None = None  # None: the profile's (fast 30 s, default 60 s)
     rotation_degrees: Annotated[float, Field(ge=-180, le=180)] = 35.0
     noise: Annotated[float, Field(ge=0)] = 0.5
     label_budget: Annotated[int, Field(ge=1)] = 150

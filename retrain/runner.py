@@ -40,7 +40,10 @@ class RunnerConfig:
     label_horizon: timedelta = timedelta(days=7)
     poll_s: float = 5.0
     max_step_attempts: int = 2
-    profile_sample_rows: int = 10_000
+    selection_window: timedelta = timedelta(minutes=60)
+    budget: int = 100
+    selection_pool_factor: float = 3.0
+    selection_wait_s: float = 600.0
 
 
 def labels_since(store: Store, model: str, since: datetime | None, now: datetime, window: timedelta,
@@ -63,7 +66,7 @@ class EpisodeRunner:
         store: Store,
         *,
         spec_for: Callable[[str], ModelSpec],
-        select: Callable[[Episode], str | None],
+        select: Callable[[Episode, datetime, datetime], str | None],
         snapshot: Callable[[Episode, datetime | None, datetime], Snapshot],
         load_snapshot: Callable[[str], Snapshot],
         train: Callable,
@@ -122,11 +125,34 @@ class EpisodeRunner:
     # -- the steps, one method each, named after the step ---------------------------------------
 
     def _selecting(self, episode: Episode, stop: threading.Event) -> Episode:
-        batch_id = self.select(episode)
+        if "selection_deadline" not in episode.state:  # fixed once, so a resumed step does not wait afresh
+            deadline = self.clock() + timedelta(seconds=self.config.selection_wait_s)
+            episode = self.episodes.update_state(episode.id, Step.SELECTING, {"selection_deadline": deadline.isoformat()})
+        deadline = datetime.fromisoformat(episode.state["selection_deadline"])
+        wanted = int(self.config.selection_pool_factor * self.config.budget)
+        while True:
+            start, end = self.selection_window(episode, self.clock())
+            pool = self.store.unlabelled(episode.model, start, end, horizon=self.config.label_horizon).num_rows
+            if pool >= wanted or end >= deadline:
+                break
+            if stop.wait(min(self.config.poll_s, (deadline - end).total_seconds())):
+                return episode
+        batch_id = self.select(episode, start, end)
         deadline = self.clock() + timedelta(seconds=self.config.label_deadline_s)
-        note = f"batch {batch_id} sent for labelling" if batch_id else "nothing new to send for labelling"
+        chosen = f"from {pool} unlabelled inputs since {start:%Y-%m-%d %H:%M:%S}"
+        note = f"batch {batch_id} sent for labelling, {chosen}" if batch_id else f"nothing to send for labelling {chosen}"
         return self.episodes.advance(episode.id, Step.SELECTING, Step.LABELLING,
-                                     {"batch_id": batch_id, "labels_deadline": deadline.isoformat()}, note=note)
+                                     {"batch_id": batch_id, "labels_deadline": deadline.isoformat(),
+                                      "selection_start": start.isoformat(), "selection_pool": pool}, note=note)
+
+    def selection_window(self, episode: Episode, now: datetime) -> tuple[datetime, datetime]:
+        """The last `selection_window` before `now`, starting no earlier than the alert that opened the episode:
+        the inputs logged before the drift was seen are not the ones a retrain needs labelled."""
+        start = now - self.config.selection_window
+        alert_start = (episode.state.get("trigger") or {}).get("starts_at")
+        if alert_start:
+            start = max(start, datetime.fromisoformat(alert_start))
+        return start, now
 
     def _labelling(self, episode: Episode, stop: threading.Event) -> Episode:
         deadline = datetime.fromisoformat(episode.state["labels_deadline"])

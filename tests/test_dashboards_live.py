@@ -137,6 +137,7 @@ def test_every_panel_returns_series_while_the_services_run(kafka, kafka_settings
            "DRIFTLOOP_DRIFT__WINDOW_MINUTES": "10", "DRIFTLOOP_DRIFT__MIN_ROWS": "50",
            "DRIFTLOOP_RETRAIN__POLL_S": "0.5", "DRIFTLOOP_RETRAIN__COOLDOWN_S": "0",
            "DRIFTLOOP_RETRAIN__MIN_NEW_LABELS": "50", "DRIFTLOOP_RETRAIN__LABEL_DEADLINE_S": "15",
+               "DRIFTLOOP_RETRAIN__SELECTION_WAIT_S": "5",
            "DRIFTLOOP_RAY__ADDRESS": ray_local.get_runtime_context().gcs_address, "DRIFTLOOP_RAY__NUM_WORKERS": "1",
            "DRIFTLOOP_RETRAIN__TRAINING": json.dumps({"epochs": 30, "batch_size": 32, "patience": 0})}
     serve_url, api_url, retrain_url = (f"http://127.0.0.1:{port}" for port in (serve_port, api_port, retrain_port))

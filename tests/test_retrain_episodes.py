@@ -6,16 +6,18 @@ reason, nothing is registered, and the champion is untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from events import run_cli
+from events import prediction_documents, run_cli, write_to_store
 from models import FEATURES, labelled_rows, register, write_reference
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+from driftloop.curation_service import ledger
 from driftloop.retrain import MODELS, ModelSpec
 from driftloop.retrain.episodes import TRANSITIONS, EpisodeStore, IllegalTransition, Step, StepConflict
 from driftloop.retrain.metrics import RetrainMetrics
@@ -186,6 +188,7 @@ def test_the_metrics_show_each_episode_step_its_labels_and_its_labelling_batch(t
 
     _, episode = service.trigger("churn", "manual", start=Step.SELECTING)
     assert sample("driftloop_retrain_episode_step", model="churn", step="selecting") == 1
+    service.runner.config = dataclasses.replace(service.runner.config, selection_wait_s=0)
     labelling = service.runner.step(episode, threading.Event())  # an empty store: nothing to send
     assert labelling.step == Step.LABELLING
     assert sample("driftloop_retrain_labelling_batches_total", model="churn", result="empty") == 1
@@ -195,3 +198,47 @@ def test_the_metrics_show_each_episode_step_its_labels_and_its_labelling_batch(t
     service.episodes.fail(episode.id, Step.LABELLING, "labelling: given up")
     assert sample("driftloop_retrain_episode_step", model="churn", step="labelling") is None
     assert sample("driftloop_retrain_episode_new_labels", model="churn") is None, "a finished episode waits for nothing"
+
+
+def test_an_alert_episode_chooses_from_the_traffic_since_the_alert_began_once_there_is_enough_of_it(tmp_path):
+    settings = load_settings(data_dir=tmp_path / "data", retrain={
+        "budget": 10, "strategy": "random", "selection_window_minutes": 60, "selection_pool_factor": 3,
+        "selection_wait_s": 120, "poll_s": 0.1}, label_studio={"enabled": False})
+    now = datetime.now(UTC)
+    offset = write_to_store(settings.store_dir, "prediction", prediction_documents(100, start=now - timedelta(minutes=20)),
+                            "t.predictions")
+    offset = write_to_store(settings.store_dir, "prediction", prediction_documents(20, start=now - timedelta(minutes=4)),
+                            "t.predictions", first_offset=offset)
+    service = RetrainService(settings)
+    service.accept_notification(notification(starts=now - timedelta(minutes=5)))
+    service.process_notifications()
+    (episode,) = service.episodes.episodes("churn")
+    assert episode.step == Step.SELECTING
+    selected = threading.Thread(target=service.runner.step, args=(episode, threading.Event()), daemon=True)
+    selected.start()
+    selected.join(timeout=1.5)
+    assert selected.is_alive(), "20 inputs since the alert began are fewer than 3 x the budget: the episode waits"
+    write_to_store(settings.store_dir, "prediction", prediction_documents(20, start=now - timedelta(minutes=2)),
+                   "t.predictions", first_offset=offset)
+    selected.join(timeout=30)
+    done = service.episodes.get(episode.id)
+    assert done.step == Step.LABELLING and done.state["selection_pool"] == 40
+    times = ledger(settings).load(done.state["batch_id"]).rows["timestamp"].to_pylist()
+    assert len(times) == 10 and min(times) >= now - timedelta(minutes=5), "none of the 100 inputs from before the alert"
+
+
+def test_an_episode_whose_pool_stays_small_selects_from_it_at_the_wait_s_end(tmp_path):
+    settings = load_settings(data_dir=tmp_path / "data", retrain={
+        "budget": 10, "strategy": "random", "selection_pool_factor": 3, "selection_wait_s": 1, "poll_s": 0.1},
+        label_studio={"enabled": False})
+    now = datetime.now(UTC)
+    write_to_store(settings.store_dir, "prediction", prediction_documents(15, start=now - timedelta(minutes=1)),
+                   "t.predictions")
+    service = RetrainService(settings)
+    service.accept_notification(notification(starts=now - timedelta(minutes=2)))
+    service.process_notifications()
+    (episode,) = service.episodes.episodes("churn")
+    began = datetime.now(UTC)
+    done = service.runner.step(episode, threading.Event())
+    assert done.step == Step.LABELLING and datetime.now(UTC) - began >= timedelta(seconds=0.9), "it waited first"
+    assert done.state["selection_pool"] == 15 and len(ledger(settings).load(done.state["batch_id"])) == 10

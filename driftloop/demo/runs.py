@@ -43,6 +43,7 @@ class Profile:
     group_wait_s: float
     group_interval_s: float
     label_wait_s: float  # the labelling step's deadline beyond the annotator's delay
+    selection_wait_s: float  # the longest the episode waits for 3 x the budget of traffic since the alert began
     gate_interval_s: float
     min_pairs: int
     watch_pairs: int
@@ -51,11 +52,11 @@ class Profile:
 
 
 PROFILES = {
-    "fast": Profile("fast", onset_s=45, duration_s=600, window_minutes=0.75, drift_interval_s=3, rule_for_max_s=10,
-                    group_wait_s=1, group_interval_s=5, label_wait_s=25, gate_interval_s=2, min_pairs=40,
-                    watch_pairs=40, gate_deadline_s=120, num_workers=1),
-    "default": Profile("default", onset_s=100, duration_s=900, window_minutes=1.5, drift_interval_s=5,
-                       rule_for_max_s=30, group_wait_s=2, group_interval_s=10, label_wait_s=40,
+    "fast": Profile("fast", onset_s=30, duration_s=600, window_minutes=0.75, drift_interval_s=3, rule_for_max_s=10,
+                    group_wait_s=1, group_interval_s=5, label_wait_s=25, selection_wait_s=60, gate_interval_s=2,
+                    min_pairs=40, watch_pairs=40, gate_deadline_s=120, num_workers=1),
+    "default": Profile("default", onset_s=60, duration_s=900, window_minutes=1.5, drift_interval_s=5,
+                       rule_for_max_s=30, group_wait_s=2, group_interval_s=10, label_wait_s=40, selection_wait_s=120,
                        gate_interval_s=3, min_pairs=100, watch_pairs=100, gate_deadline_s=240, num_workers=2),
 }
 
@@ -156,7 +157,9 @@ def run_settings(base: Settings, run_dir: Path, profile: Profile) -> dict:
                   "metrics_port": 0},
         "curation": {"strategy": demo.strategy, "budget": demo.label_budget, "seed": demo.seed},
         "retrain": {"cooldown_s": 3600.0, "min_new_labels": users_labels + demo.label_budget,
-                    "label_deadline_s": demo.annotator_delay_s + profile.label_wait_s, "selection_window_minutes": profile.window_minutes,
+                    "label_deadline_s": demo.annotator_delay_s + profile.label_wait_s,
+                    "selection_window_minutes": profile.window_minutes, "selection_pool_factor": 3.0,
+                    "selection_wait_s": profile.selection_wait_s,
                     "strategy": demo.strategy, "budget": demo.label_budget, "poll_s": 1.0,
                     "reference_files": {demo.model: run_dir / "data" / "reference.parquet"},
                     "schedule_interval_s": None, "quality_floor": None},
