@@ -13,6 +13,8 @@ table and Prometheus (its summary.json):
 - seconds_onset_to_alert: to the first retrain alert firing in Prometheus (ALERTS);
   seconds_onset_to_trigger: to the retrain service's trigger that started the episode;
   seconds_onset_to_promotion: to the gate's move of the champion alias.
+- seconds_command (and _random): the whole `driftloop demo --fast` command, from its start (the
+  stack coming up) to its exit (every process stopped).
 - labels_used: labels of post-drift traffic that arrived before the retrain's snapshot (the
   annotator's batch and the users' labels); labels_used_random and accuracy_after_promotion_random:
   the same from the run with random selection.
@@ -32,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,9 +46,12 @@ def run(demo_dir: Path, seed: int, strategy: str) -> dict:
     env = {**os.environ, "DRIFTLOOP_DEMO__DIR": str(demo_dir)}
     command = [sys.executable, "-m", "driftloop.cli", "demo", "--fast", "--seed", str(seed), "--strategy", strategy]
     print(f"$ {' '.join(command[2:])}", flush=True)
+    began = time.monotonic()
     subprocess.run(command, env=env, check=True, timeout=1200)
+    wall_s = round(time.monotonic() - began, 1)
     run_dir = (demo_dir / "latest").resolve()
-    return {**json.loads((run_dir / "summary.json").read_text()), "plot": str(run_dir / "demo.png")}
+    return {**json.loads((run_dir / "summary.json").read_text()), "plot": str(run_dir / "demo.png"),
+            "seconds_command": wall_s}
 
 
 def redraw(run_dir: Path, out: Path) -> None:
@@ -91,6 +97,8 @@ def main() -> None:
     result = {key: configured.get(key) for key in KEYS}
     result["labels_used_random"] = random.get("labels_used")
     result["accuracy_after_promotion_random"] = random.get("accuracy_after_promotion")
+    result["seconds_command"] = configured["seconds_command"]  # the whole `driftloop demo --fast`, stack up to down
+    result["seconds_command_random"] = random["seconds_command"]
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     before, after = result["accuracy_before_drift"], result["accuracy_after_promotion"]

@@ -426,8 +426,8 @@ class DemoSettings(_Part):
     (`rotate`: the images turn by `rotation_degrees`; `shift`: they move one pixel right; `noise`:
     heavy pixel noise). Users label `label_share` of the answers after `label_delay_s`; a simulated
     annotator answers each labelling batch of `label_budget` inputs after `annotator_delay_s`;
-    `withhold_labels` stops every label after the onset. The run ends when the retrain episode
-    ends, `after_promotion_s` after a promotion, or after `duration_s`. `--fast` shortens the
+    `withhold_labels` stops every label after the onset. The run ends `after_promotion_s` after a
+    promotion, when the retrain episode ends without one or is rolled back, or after `duration_s`. `--fast` shortens the
     windows, waits and alert `for:` durations (see docs/demo.md).
     """
 
@@ -441,7 +441,7 @@ class DemoSettings(_Part):
     rotation_degrees: Annotated[float, Field(ge=-180, le=180)] = 35.0
     noise: Annotated[float, Field(ge=0)] = 0.5
     label_budget: Annotated[int, Field(ge=1)] = 150
-    label_share: Annotated[float, Field(ge=0, le=1)] = 0.25
+    label_share: Annotated[float, Field(ge=0, le=1)] = 0.5
     label_delay_s: Annotated[float, Field(ge=0)] = 5.0
     annotator_delay_s: Annotated[float, Field(ge=0)] = 10.0
     strategy: StrategyName = "drift_targeted"

@@ -62,7 +62,8 @@ def test_a_run_settings_file_reads_back_as_the_settings_the_run_uses(tmp_path):
     assert read.demo.rate == 7.5 and read.retrain.lease_s == 30, "the user's settings go through"
     assert read.data_dir == tmp_path / "run" / "data" and read.stack.state_dir == tmp_path / "run" / "stack"
     assert read.retrain.min_new_labels == int(7.5 * (30 + 120) * read.demo.label_share) + read.demo.label_budget
-    assert read.retrain.label_deadline_s == read.demo.annotator_delay_s + 25
+    assert read.retrain.label_deadline_s == read.demo.annotator_delay_s + 15
+    assert not read.stack.start_label_studio, "the fast profile runs without Label Studio"
 
 
 def test_a_second_demo_while_one_runs_says_so_and_stops(tmp_path):
@@ -99,11 +100,8 @@ def test_the_stack_loads_the_alert_rules_with_for_cut_and_leaves_the_shipped_fil
 
 
 def test_fast_demo_detects_retrains_and_promotes_a_model_that_recovers_from_the_drift(tmp_path):
-    """The loop closes untouched and the promoted model recovers most of what the drift took. The
-    issue's target, within 5 points of the accuracy before the drift, is missed (5.5 to 10 points
-    below over three runs: about half the batch is selected from traffic before the onset;
-    docs/BENCHMARKS.md), so this asserts the recovery: the promoted model on post-drift traffic is
-    far better than the stale champion was on it (0.88-0.93 against 0.27 measured)."""
+    """The loop closes untouched and the promoted model, on post-drift traffic, is within 5 points of
+    the first champion's accuracy before the drift (the issue's target)."""
     run, summary, stack = demo(tmp_path)
     try:
         onset = datetime.fromisoformat(summary["onset_at"])
@@ -134,7 +132,9 @@ def test_fast_demo_detects_retrains_and_promotes_a_model_that_recovers_from_the_
         _stored_exactly_once(run, summary)
         assert before.num_rows >= 50 and stale.num_rows >= 30 and after.num_rows >= 30, \
             (before.num_rows, stale.num_rows, after.num_rows)
-        assert _accuracy(after) >= _accuracy(stale) + 0.3, (_accuracy(before), _accuracy(stale), _accuracy(after))
+        accuracies = _accuracy(before), _accuracy(stale), _accuracy(after)
+        assert _accuracy(stale) < _accuracy(before) - 0.3, f"the drift hurt the stale champion: {accuracies}"
+        assert _accuracy(after) >= _accuracy(before) - 0.05, f"recovered to within 5 points: {accuracies}"
     finally:
         stack.down()
 

@@ -185,10 +185,13 @@ class Demo:
                 live.update(view.render())
                 if failed := self.services.failed():
                     raise RuntimeError(f"{', '.join(failed)} stopped unexpectedly: {self._log_tail(failed[0])}")
-                if view.finished_episode is not None:
-                    end_reason = f"episode {view.finished_episode.outcome}"
+                watched = view.promoted_at is not None and now - view.promoted_at >= demo.after_promotion_s
+                ended = view.finished_episode
+                # a kept model goes on serving for `after_promotion_s`: its accuracy needs the labels of that time
+                if ended is not None and (ended.outcome != "kept" or view.promoted_at is None or watched):
+                    end_reason = f"episode {ended.outcome}"
                     break
-                if view.promoted_at is not None and now - view.promoted_at >= demo.after_promotion_s:
+                if watched:
                     end_reason = "promoted"
                     break
                 if now - started.timestamp() >= demo.duration_s:

@@ -49,15 +49,17 @@ class Profile:
     watch_pairs: int
     gate_deadline_s: float
     num_workers: int
+    label_studio: bool  # the stack starts one, and batches are pushed to it (the annotator answers by file either way)
 
 
 PROFILES = {
     "fast": Profile("fast", onset_s=30, duration_s=600, window_minutes=0.75, drift_interval_s=3, rule_for_max_s=10,
-                    group_wait_s=1, group_interval_s=5, label_wait_s=25, selection_wait_s=60, gate_interval_s=2,
-                    min_pairs=40, watch_pairs=40, gate_deadline_s=120, num_workers=1),
+                    group_wait_s=1, group_interval_s=5, label_wait_s=15, selection_wait_s=60, gate_interval_s=2,
+                    min_pairs=40, watch_pairs=40, gate_deadline_s=120, num_workers=1, label_studio=False),
     "default": Profile("default", onset_s=60, duration_s=900, window_minutes=1.5, drift_interval_s=5,
                        rule_for_max_s=30, group_wait_s=2, group_interval_s=10, label_wait_s=40, selection_wait_s=120,
-                       gate_interval_s=3, min_pairs=100, watch_pairs=100, gate_deadline_s=240, num_workers=2),
+                       gate_interval_s=3, min_pairs=100, watch_pairs=100, gate_deadline_s=240, num_workers=2,
+                       label_studio=True),
 }
 
 
@@ -142,7 +144,8 @@ def run_settings(base: Settings, run_dir: Path, profile: Profile) -> dict:
         "kafka": {"bootstrap_servers": "", "topic_prefix": "driftloop."},
         "stack": {"state_dir": run_dir / "stack", "kafka_port": quiet_port(), "kafka_controller_port": quiet_port(),
                   "prometheus_port": quiet_port(), "alertmanager_port": quiet_port(), "start_kafka": True,
-                  "start_prometheus": True, "start_alertmanager": True, "kafka_heap": "512m"},
+                  "start_prometheus": True, "start_alertmanager": True, "kafka_heap": "512m",
+                  "start_label_studio": profile.label_studio},
         "prometheus": {"url": "", "scrape_interval_s": 1.0, "scrape_targets": [],
                        "rule_for_max_s": profile.rule_for_max_s},
         "alertmanager": {"url": "", "webhook_url": f"http://127.0.0.1:{webhook_port}/v1/alerts",
@@ -158,7 +161,7 @@ def run_settings(base: Settings, run_dir: Path, profile: Profile) -> dict:
         "curation": {"strategy": demo.strategy, "budget": demo.label_budget, "seed": demo.seed},
         "retrain": {"cooldown_s": 3600.0, "min_new_labels": users_labels + demo.label_budget,
                     "label_deadline_s": demo.annotator_delay_s + profile.label_wait_s,
-                    "selection_window_minutes": profile.window_minutes, "selection_pool_factor": 3.0,
+                    "selection_window_minutes": profile.window_minutes, "selection_pool_factor": 2.0,
                     "selection_wait_s": profile.selection_wait_s,
                     "strategy": demo.strategy, "budget": demo.label_budget, "poll_s": 1.0,
                     "reference_files": {demo.model: run_dir / "data" / "reference.parquet"},
