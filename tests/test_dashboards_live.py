@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -27,7 +25,7 @@ import httpx
 import numpy as np
 from events import wait_until
 from test_retrain_episodes import notification
-from world import FEATURES, register, world
+from world import FEATURES, UserThreads, register, start_service, stop_all, world
 
 from driftloop.dashboards.export import queries, render_all
 from driftloop.retrain import ModelRegistry
@@ -37,7 +35,7 @@ from driftloop.stack import free_port
 MODEL = f"live{uuid.uuid4().hex[:6]}"
 
 
-class Users:
+class Users(UserThreads):
     """Threads that ask the model server and label each answer through the API with the world's current concept."""
 
     def __init__(self, serve_url: str, api_url: str, threads: int = 2, pause_s: float = 0.05) -> None:
@@ -45,19 +43,7 @@ class Users:
         self.concept = "b"  # the world drifted before the test began: the champion (concept a) is often wrong
         self.shift = 0.0  # added to the last feature: its distribution moves away from the reference
         self.answered = 0
-        self.failures: list[str] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(seed,), daemon=True) for seed in range(threads)]
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(30)
+        super().__init__(threads)
 
     def _run(self, seed: int) -> None:
         rng = np.random.default_rng(seed)
@@ -81,20 +67,7 @@ class Users:
 
 
 def start(command: list[str], env: dict, logs, name: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "driftloop.cli", *command], env=env, stdout=subprocess.DEVNULL,
-                            stderr=open(logs / f"{name}.log", "w"))
-
-
-def stop_all(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+    return start_service(command, env, logs / f"{name}.log")
 
 
 def ok(url: str) -> bool:

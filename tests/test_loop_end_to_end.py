@@ -10,12 +10,11 @@ each version that answered.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -23,7 +22,7 @@ import pyarrow.compute as pc
 from events import wait_until
 from prometheus_client import CollectorRegistry
 from test_shadow import Writing
-from world import FEATURES, register, world
+from world import FEATURES, UserThreads, register, start_service, stop_all, world
 
 from driftloop.collector import EventLogger, Store
 from driftloop.retrain import ModelRegistry
@@ -31,7 +30,7 @@ from driftloop.retrain.decisions import GateLedger
 from driftloop.stack import free_port
 
 
-class Users:
+class Users(UserThreads):
     """Threads that call the server at a bounded rate and label each answer with the world's current concept."""
 
     def __init__(self, url: str, logger: EventLogger, threads: int = 3, pause_s: float = 0.03,
@@ -39,22 +38,10 @@ class Users:
         self.url, self.logger, self.pause_s = url, logger, pause_s
         self.concept = "a"
         self.answers: list[tuple[float, str, int, int | None]] = []  # (time, request id, status, version)
-        self.failures: list[str] = []
-        self.stop = threading.Event()
         self.budget = max_requests
         self.deadline = time.monotonic() + max_seconds
         self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, args=(seed,), daemon=True) for seed in range(threads)]
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(30)
+        super().__init__(threads)
 
     def versions_seen(self) -> list[int]:
         """The versions that answered, in order, each run of equal ones once."""
@@ -89,20 +76,7 @@ class Users:
 
 
 def start(command: list[str], env: dict, name: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "driftloop.cli", *command], env=env, stdout=subprocess.DEVNULL,
-                            stderr=open(env["LOGS"] + f"/{name}.log", "w"))
-
-
-def stop_all(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+    return start_service(command, env, Path(env["LOGS"]) / f"{name}.log")
 
 
 def test_reject_promote_and_roll_back_under_load_without_a_failed_request(kafka, kafka_settings, data_dir, tmp_path):

@@ -7,6 +7,10 @@ are about what happens to a registered version, not about training it on Ray.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,3 +76,44 @@ def feedback_event(request_id: str, label: str, at: datetime | None = None) -> d
     return {"schema_version": 1, "event_id": uuid.uuid4().hex, "request_id": request_id,
             "timestamp": ((at or datetime.now(UTC)) + timedelta(seconds=1)).isoformat(), "label": label,
             "source": "user"}
+
+
+class UserThreads:
+    """Threads that play users until the `with` block ends; a subclass gives what one of them does, `_run(seed)`."""
+
+    def __init__(self, threads: int) -> None:
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(seed,), daemon=True) for seed in range(threads)]
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(30)
+
+    def _run(self, seed: int) -> None:
+        raise NotImplementedError
+
+
+def start_service(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    """`driftloop COMMAND` as its own process, its stderr (the log) to `log`."""
+    return subprocess.Popen([sys.executable, "-m", "driftloop.cli", *command], env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(log, "w"))
+
+
+def stop_all(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM every process at once, then wait for each (SIGKILL after 30 s)."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
