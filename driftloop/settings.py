@@ -437,7 +437,7 @@ class DemoSettings(_Part):
     rate: Annotated[float, Field(gt=0, le=500)] = 20.0
     duration_s: Annotated[float, Field(gt=0)] | None = None  # None: the profile's cap (fast 600 s, default 900 s)
     drift_kind: DriftKind = "rotate"
-    drift_onset_s: Annotated[float, Field(gt=0)] | None = None  # None: the profile's (fast 30 s, default 60 s)
+    drift_onset_s: Annotated[float, Field(gt=0)] | None = None  # None: the profile's (fast 20 s, default 60 s)
     rotation_degrees: Annotated[float, Field(ge=-180, le=180)] = 35.0
     noise: Annotated[float, Field(ge=0)] = 0.5
     label_budget: Annotated[int, Field(ge=1)] = 150
@@ -446,7 +446,7 @@ class DemoSettings(_Part):
     annotator_delay_s: Annotated[float, Field(ge=0)] = 10.0
     strategy: StrategyName = "drift_targeted"
     withhold_labels: bool = False
-    after_promotion_s: Annotated[float, Field(ge=0)] = 40.0
+    after_promotion_s: Annotated[float, Field(ge=0)] = 30.0
 
     @field_validator("dir")
     @classmethod

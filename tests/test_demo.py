@@ -61,8 +61,8 @@ def test_a_run_settings_file_reads_back_as_the_settings_the_run_uses(tmp_path):
     assert read == Settings(**values)
     assert read.demo.rate == 7.5 and read.retrain.lease_s == 30, "the user's settings go through"
     assert read.data_dir == tmp_path / "run" / "data" and read.stack.state_dir == tmp_path / "run" / "stack"
-    assert read.retrain.min_new_labels == int(7.5 * (30 + 120) * read.demo.label_share) + read.demo.label_budget
-    assert read.retrain.label_deadline_s == read.demo.annotator_delay_s + 15
+    assert read.retrain.min_new_labels == int(7.5 * (20 + 120) * read.demo.label_share) + read.demo.label_budget
+    assert read.retrain.label_deadline_s == read.demo.annotator_delay_s + 10
     assert not read.stack.start_label_studio, "the fast profile runs without Label Studio"
 
 

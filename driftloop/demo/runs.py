@@ -43,7 +43,8 @@ class Profile:
     group_wait_s: float
     group_interval_s: float
     label_wait_s: float  # the labelling step's deadline beyond the annotator's delay
-    selection_wait_s: float  # the longest the episode waits for 3 x the budget of traffic since the alert began
+    pool_factor: float  # the episode selects once the traffic since the alert began holds this x the budget
+    selection_wait_s: float  # the longest it waits for that
     gate_interval_s: float
     min_pairs: int
     watch_pairs: int
@@ -53,13 +54,14 @@ class Profile:
 
 
 PROFILES = {
-    "fast": Profile("fast", onset_s=30, duration_s=600, window_minutes=0.75, drift_interval_s=3, rule_for_max_s=10,
-                    group_wait_s=1, group_interval_s=5, label_wait_s=15, selection_wait_s=60, gate_interval_s=2,
-                    min_pairs=40, watch_pairs=40, gate_deadline_s=120, num_workers=1, label_studio=False),
+    "fast": Profile("fast", onset_s=20, duration_s=600, window_minutes=0.75, drift_interval_s=3, rule_for_max_s=10,
+                    group_wait_s=1, group_interval_s=5, label_wait_s=10, pool_factor=1.5, selection_wait_s=60,
+                    gate_interval_s=2, min_pairs=40, watch_pairs=40, gate_deadline_s=120, num_workers=1,
+                    label_studio=False),
     "default": Profile("default", onset_s=60, duration_s=900, window_minutes=1.5, drift_interval_s=5,
-                       rule_for_max_s=30, group_wait_s=2, group_interval_s=10, label_wait_s=40, selection_wait_s=120,
-                       gate_interval_s=3, min_pairs=100, watch_pairs=100, gate_deadline_s=240, num_workers=2,
-                       label_studio=True),
+                       rule_for_max_s=30, group_wait_s=2, group_interval_s=10, label_wait_s=40, pool_factor=2.0,
+                       selection_wait_s=120, gate_interval_s=3, min_pairs=100, watch_pairs=100, gate_deadline_s=240,
+                       num_workers=2, label_studio=True),
 }
 
 
@@ -161,7 +163,7 @@ def run_settings(base: Settings, run_dir: Path, profile: Profile) -> dict:
         "curation": {"strategy": demo.strategy, "budget": demo.label_budget, "seed": demo.seed},
         "retrain": {"cooldown_s": 3600.0, "min_new_labels": users_labels + demo.label_budget,
                     "label_deadline_s": demo.annotator_delay_s + profile.label_wait_s,
-                    "selection_window_minutes": profile.window_minutes, "selection_pool_factor": 2.0,
+                    "selection_window_minutes": profile.window_minutes, "selection_pool_factor": profile.pool_factor,
                     "selection_wait_s": profile.selection_wait_s,
                     "strategy": demo.strategy, "budget": demo.label_budget, "poll_s": 1.0,
                     "reference_files": {demo.model: run_dir / "data" / "reference.parquet"},
@@ -261,14 +263,19 @@ class Services:
         return [process.name for process in self.started if not _alive(_recorded_pid(process) or 0)]
 
     def stop(self) -> list[str]:
-        """SIGTERM each service (newest first), SIGKILL what is left after its grace; then its process group."""
+        """SIGTERM every running service at once (they shut down side by side), then wait for each, newest
+        first, SIGKILL what is left after its grace; then its process group."""
+        services = [(process, process.pid(), _recorded_pid(process)) for process in reversed(self.started)]
+        for _, running, _ in services:
+            if running is not None:
+                os.kill(running, signal.SIGTERM)
         stopped = []
-        for process in reversed(self.started):
-            pid = _recorded_pid(process)
-            if process.stop(timeout_s=30):
+        for process, running, recorded in services:
+            process.stop(timeout_s=30)
+            if running is not None:
                 stopped.append(process.name)
-            if pid is not None:
-                _stop_group(pid)  # what the service started itself (Ray's local processes) goes with it
+            if recorded is not None:
+                _stop_group(recorded)  # what the service started itself (Ray's local processes) goes with it
         self.started.clear()
         return stopped
 
