@@ -5,12 +5,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from driftloop.settings import load_settings
-from driftloop.stack import LocalStack, MissingTool, PortTaken, free_port
+from driftloop.stack import LocalStack, MissingTool, PortTaken, Prometheus, ServiceExited, free_port
 
 
 @pytest.fixture
@@ -60,6 +61,18 @@ def test_a_port_held_by_another_program_is_reported(monitoring_only):
         holder.listen()
         with pytest.raises(PortTaken, match="DRIFTLOOP_STACK__ALERTMANAGER_PORT"):
             monitoring_only.up()
+
+
+def test_a_service_that_dies_while_starting_ends_the_wait_at_once_with_its_log(monitoring_only):
+    settings = monitoring_only.settings
+    prometheus = Prometheus(settings.stack, settings.prometheus)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", settings.stack.prometheus_port))  # Prometheus cannot bind it, and exits
+        prometheus.start()
+        began = time.monotonic()
+        with pytest.raises(ServiceExited, match="(?s)prometheus exited during start.*address already in use"):
+            prometheus.wait_ready(timeout_s=60)
+    assert time.monotonic() - began < 20, "not the whole 60 s timeout"
 
 
 def test_a_missing_binary_says_what_to_install(monitoring_only, monkeypatch, tmp_path):

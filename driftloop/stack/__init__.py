@@ -4,7 +4,7 @@ from driftloop.stack.kafka import KafkaBroker, create_topics, fetch_kafka_jars
 from driftloop.stack.label_studio import LABEL_STUDIO_VERSION, Credentials, LabelStudioServer, local_credentials
 from driftloop.stack.local import LocalStack, PortTaken, ServiceStatus
 from driftloop.stack.monitoring import Alertmanager, Prometheus, register_scrape_target, unregister_scrape_target
-from driftloop.stack.process import MissingTool, free_port
+from driftloop.stack.process import MissingTool, ServiceExited, free_port
 
 __all__ = [
     "LABEL_STUDIO_VERSION",
@@ -16,6 +16,7 @@ __all__ = [
     "MissingTool",
     "PortTaken",
     "Prometheus",
+    "ServiceExited",
     "ServiceStatus",
     "create_topics",
     "fetch_kafka_jars",

@@ -19,7 +19,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError
 
 from driftloop.settings import KafkaSettings, StackSettings
-from driftloop.stack.process import ServiceProcess, port_open, require_tool, wait_until
+from driftloop.stack.process import ServiceExited, ServiceProcess, port_open, require_tool, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class KafkaBroker:
     def wait_ready(self, timeout_s: float = 60.0) -> float:
         def check() -> bool:
             if self.process.exited_early():
-                raise RuntimeError(f"Kafka exited during start; log:\n{self.process.log_tail()}")
+                raise ServiceExited(f"Kafka exited during start; log:\n{self.process.log_tail()}")
             return self.ready()
 
         try:

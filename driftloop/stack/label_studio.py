@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from driftloop.settings import StackSettings
-from driftloop.stack.process import MissingTool, ServiceProcess, wait_until
+from driftloop.stack.process import MissingTool, ServiceExited, ServiceProcess, wait_until
 
 LABEL_STUDIO_VERSION = "1.23.2"  # label-studio.lock pins the same (tests/test_label_studio_stack.py checks)
 CREDENTIALS_FILE = "credentials.json"
@@ -135,7 +135,7 @@ class LabelStudioServer:
         start = time.monotonic()
         while True:
             if self.process.exited_early() and _still(self.process.exited_early):  # (wait_until would take it for "not yet")
-                raise RuntimeError(f"Label Studio exited during start; log {self.process.log_file}:\n"
+                raise ServiceExited(f"Label Studio exited during start; log {self.process.log_file}:\n"
                                    f"{self.process.log_tail()}")
             try:
                 wait_until(self.ready, min(5.0, timeout_s), "Label Studio", 0.5)

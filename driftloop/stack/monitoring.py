@@ -11,7 +11,7 @@ import yaml
 
 from driftloop.dashboards import alertmanager_config, rule_files
 from driftloop.settings import AlertmanagerSettings, PrometheusSettings, StackSettings
-from driftloop.stack.process import ServiceProcess, require_tool, wait_until
+from driftloop.stack.process import ServiceExited, ServiceProcess, require_tool, wait_until
 
 APT_HINT = "install it with: apt-get install prometheus prometheus-alertmanager"
 
@@ -39,7 +39,7 @@ class _HttpService:
     def wait_ready(self, timeout_s: float = 30.0) -> float:
         def check() -> bool:
             if self.process.exited_early():
-                raise RuntimeError(f"{self.name} exited during start; log:\n{self.process.log_tail()}")
+                raise ServiceExited(f"{self.name} exited during start; log:\n{self.process.log_tail()}")
             return http_ready(f"{self.url}/-/ready")
 
         return wait_until(check, timeout_s, f"{self.name} on {self.url}")

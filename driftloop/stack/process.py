@@ -44,14 +44,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class ServiceExited(RuntimeError):
+    """The service died while it was starting: waiting longer cannot make it ready."""
+
+
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.2) -> float:
-    """Poll `check` until it is true; return the seconds it took, or raise TimeoutError."""
+    """Poll `check` until it is true; return the seconds it took, or raise TimeoutError.
+
+    A `check` that raises ServiceExited ends the wait at once with it; any other error counts as
+    "not yet" (a service that is still starting may answer with anything).
+    """
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
         try:
             if check():
                 return time.monotonic() - start
-        except Exception:  # a service that is still starting may answer with anything
+        except ServiceExited:
+            raise
+        except Exception:  # noqa: BLE001 - still starting
             pass
         time.sleep(interval_s)
     raise TimeoutError(f"{what} not ready after {timeout_s:.0f} s")
