@@ -332,24 +332,43 @@ class Store:
         tables, after = [], {}
         for folder, name in self._hour_folders(kind, model, since, FAR_FUTURE):
             done = dict(position.get(name, {}))
-            for file_name in self._parquet_files(folder):
-                named = file_position(file_name)
-                if named is None:  # not named by the store writer
-                    continue
-                key, _, last = named
-                next_offset = done.get(key, 0)
-                if last < next_offset:
-                    continue
-                table = _read_columns(os.path.join(folder, file_name), columns)
-                if next_offset:
-                    table = table.filter(pc.greater_equal(table["kafka_offset"], next_offset))
-                tables.append(table)
-                done[key] = last + 1
+            tables += self._arrived_in(folder, done, columns)
             if done:
                 after[name] = done
         if not tables:
             return Arrived(pa.table({name: pa.array([], pa.string()) for name in columns or []}), after)
         return Arrived(pa.concat_tables(tables, promote_options="permissive"), after)
+
+    def _arrived_in(self, folder: str, done: dict[str, int], columns: list[str] | None,
+                    attempts: int = 5) -> list[pa.Table]:
+        """The rows of `folder` past the offsets in `done` (which it moves on), file by file.
+
+        Compaction may remove a listed file before it is read: the folder is then listed again
+        and read on from `done`, so the merged file gives the rows not read yet, once.
+        """
+        tables = []
+        for attempt in range(attempts):
+            try:
+                for file_name in self._parquet_files(folder):
+                    named = file_position(file_name)
+                    if named is None:  # not named by the store writer
+                        continue
+                    key, _, last = named
+                    next_offset = done.get(key, 0)
+                    if last < next_offset:
+                        continue
+                    table = _read_columns(os.path.join(folder, file_name), columns)
+                    if next_offset:
+                        table = table.filter(pc.greater_equal(table["kafka_offset"], next_offset))
+                    tables.append(table)
+                    done[key] = last + 1
+                return tables
+            except FileNotFoundError:
+                if attempt == attempts - 1:
+                    raise
+                self._listings.pop(folder, None)
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def sql(self, query: str) -> pa.Table:
         """Run one read-only SQL query over the store's views (for `driftloop store query`).

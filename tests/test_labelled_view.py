@@ -7,7 +7,9 @@ label wins. Feedback outside that interval labels nothing and corrects nothing.
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -186,3 +188,26 @@ def test_readers_of_a_window_never_fail_while_compaction_replaces_its_files(tmp_
         reader.join()
     assert not failures, failures[:3]
     assert store.predictions("churn", hour, hour + timedelta(hours=1)).num_rows == 600
+
+
+
+def test_an_incremental_reader_whose_listing_names_a_file_compaction_removed_lists_again(tmp_path):
+    """The monitor's reader (`Store.arrived`) lists a folder, then reads its files one by one, and
+    compaction may remove one in between. Made certain here: the listing the store keeps is made to
+    outlive a compaction (the folder's time set back). The read lists again and reads each row once."""
+    store_dir = tmp_path / "store"
+    hour = T0.replace(minute=0)
+    documents = [{**d, "timestamp": (hour + timedelta(minutes=i)).isoformat()}
+                 for i, d in enumerate(prediction_documents(12, model="churn"))]
+    offset = 0
+    for start in range(0, 12, 3):
+        offset = write_to_store(store_dir, "prediction", documents[start:start + 3], "p", 0, offset)
+    folder = next((store_dir / "predictions").rglob("hour=*"))
+    long_ago = time.time() - 60
+    os.utime(folder, (long_ago, long_ago))
+    store = Store(store_dir)
+    assert store.arrived("prediction", hour, model="churn", columns=["event_id"]).rows.num_rows == 12  # listed, kept
+    assert compact(folder, PendingIndex(store_dir), threshold=3), "the folder's four files were merged into one"
+    os.utime(folder, (long_ago, long_ago))
+    again = store.arrived("prediction", hour, model="churn", columns=["event_id"])
+    assert again.rows["event_id"].to_pylist() == [d["event_id"] for d in documents]
