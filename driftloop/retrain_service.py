@@ -441,7 +441,14 @@ class RetrainService:
             reason=f"episode {episode.id}, started by {episode.source}",
             evidence={"metrics": dict(trained.metrics), "snapshot_id": episode.state.get("snapshot_id")},
             actor=f"retrain {self.holder}", sample_rows=self.settings.drift.reference_sample_rows,
+            fit_estimator=self.estimator_fit(episode.model),
         )
+
+    def estimator_fit(self, model: str):
+        """What fits the monitor's performance estimator into a new version's profile (settings.estimation)."""
+        from driftloop.drift_service import fit_estimator
+
+        return lambda rows, folder: fit_estimator(self.settings, model, rows, folder)
 
 
 def _handled_instances(db, model: str) -> dict[str, str]:

@@ -22,6 +22,7 @@ from driftloop.drift.checks import WindowChecksMetrics
 from driftloop.drift.monitor import DriftMetrics, DriftMonitor, MonitorConfig
 from driftloop.drift_service import build_profile, window_checks
 from driftloop.layout import ESTIMATOR_FILE, profile_dir
+from driftloop.retrain_service import open_registry
 from driftloop.settings import load_settings
 from driftloop.stack import register_scrape_target
 
@@ -144,3 +145,26 @@ def test_a_reference_without_labels_gives_quality_checks_only(broken_traffic, da
     run = DriftMonitor(MonitorConfig(model="churn"), broken_traffic, profile, checks=checks).run_once(NOW)
     assert run.checks.estimate is None and run.checks.quality.failed
     assert run.event()["estimated_accuracy"] is None
+
+
+def test_a_registered_champion_brings_an_estimator_fitted_on_the_rows_its_training_held_out(tmp_path):
+    """A version registered by the retrain path (here the demo's first champion) gets a performance
+    estimator beside its profile, calibrated on the validation rows only (the model never learnt from
+    them), and the monitor of that champion loads it."""
+    from models import labelled_rows
+
+    from driftloop.demo.champion import train_first_champion
+    from driftloop.drift.estimation import ConfidenceEstimator
+    from driftloop.drift.profile import ReferenceProfile
+    from driftloop.drift_service import reference_dir
+    from driftloop.retrain.dataset import validation_mask
+
+    settings = load_settings(data_dir=tmp_path / "data")
+    table = labelled_rows(3000, seed=5)
+    version = train_first_champion(settings, "churn", table, tmp_path / "model", steps=100)
+    folder = reference_dir(settings, "churn")
+    assert folder == open_registry(settings).profile_dir("churn", "champion") and version.version == 1
+    estimator = ConfidenceEstimator.load(folder / ESTIMATOR_FILE)
+    held_out = int(validation_mask(table["event_id"].to_pylist(), 0.2).sum())
+    assert estimator.reference_rows_ == held_out < table.num_rows / 3
+    assert window_checks(settings, folder, ReferenceProfile.load(folder)).estimator is not None

@@ -19,6 +19,7 @@ def train_first_champion(settings: Settings, model: str, table: pa.Table, folder
                          steps: int = 300):
     import torch
 
+    from driftloop.drift_service import fit_estimator
     from driftloop.retrain import TrainingRecord, prepare_training_data, save_model_files
     from driftloop.retrain.candidates import register_candidate
     from driftloop.retrain.training import TrainedModel
@@ -48,4 +49,5 @@ def train_first_champion(settings: Settings, model: str, table: pa.Table, folder
     )
     return register_candidate(open_registry(settings), model, trained, table, spec, snapshot_id=None, origin="demo",
                               alias="champion", reason="the demo's first champion, trained on the reference digits",
-                              actor="demo", sample_rows=settings.drift.reference_sample_rows)
+                              actor="demo", sample_rows=settings.drift.reference_sample_rows,
+                              fit_estimator=lambda rows, folder: fit_estimator(settings, model, rows, folder))
