@@ -10,6 +10,9 @@ from collections.abc import Iterator
 from driftloop.settings import RaySettings
 
 AUTH_MODE = "RAY_AUTH_MODE"
+# How often Ray Train V2's controller polls its workers. A worker's report waits in a queue of one
+# until the next poll, so with Ray's 2 s default every epoch of a small model took 2 s.
+REPORT_POLL = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -24,7 +27,8 @@ def connect_ray(settings: RaySettings) -> None:
     on an address nobody listens at retries for minutes. A cluster is joined with whatever auth
     mode the user gave Ray (RAY_AUTH_MODE, as Ray reads it). A local Ray, which only this machine
     reaches, starts without token auth unless the user chose a mode; the choice is made for the
-    processes Ray starts, not for this process's environment, which is left as it was.
+    processes Ray starts, not for this process's environment, which is left as it was. The job's
+    processes (Ray Train's controller among them) get `settings.report_poll_s` as Ray Train's poll.
     """
     import ray
 
@@ -32,6 +36,8 @@ def connect_ray(settings: RaySettings) -> None:
         return
     address = settings.address or os.environ.get("RAY_ADDRESS") or None
     options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if REPORT_POLL not in os.environ:  # the user's own value reaches Ray Train from this process's environment
+        options["runtime_env"] = {"env_vars": {REPORT_POLL: f"{settings.report_poll_s:g}"}}
     if address:
         check_reachable(address)
         ray.init(address=address, **options)

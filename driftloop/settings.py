@@ -173,6 +173,9 @@ class RaySettings(_Part):
     max_failures: Annotated[int, Field(ge=0)] = 0
     train_timeout_s: Annotated[float, Field(gt=0)] = 1800.0
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    # How often Ray Train's controller takes the workers' reports (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S,
+    # which wins when set): each epoch's report waits for it, and Ray's default is 2 s.
+    report_poll_s: Annotated[float, Field(gt=0)] = 0.2
     # The retrain service joins (or starts) Ray as it starts, not at its first training: the first
     # retrain does not wait for Ray to come up.
     connect_at_start: bool = False

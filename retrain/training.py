@@ -51,7 +51,6 @@ STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 PROGRESS_DIR = "progress"
 HEARTBEAT_S = 1.0
-POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 
 
 class TrainingFailed(RuntimeError):
@@ -307,13 +306,10 @@ class RunSettings:
     cpus_per_worker: float = 1.0
     placement_strategy: str = "PACK"
     measure_allreduce: bool = False
-    report_poll_s: float = 0.2
 
     def __post_init__(self) -> None:
-        if (self.num_workers < 1 or self.max_failures < 0 or self.timeout_s <= 0 or self.cpus_per_worker <= 0
-                or self.report_poll_s <= 0):
-            raise ValueError("num_workers >= 1, max_failures >= 0, timeout_s > 0, cpus_per_worker > 0 and "
-                             "report_poll_s > 0 are required")
+        if self.num_workers < 1 or self.max_failures < 0 or self.timeout_s <= 0 or self.cpus_per_worker <= 0:
+            raise ValueError("num_workers >= 1, max_failures >= 0, timeout_s > 0 and cpus_per_worker > 0 are required")
         if self.placement_strategy not in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"):
             raise ValueError(f"Invalid 'placement_strategy' {self.placement_strategy!r}. Valid values are: "
                              "['PACK', 'SPREAD', 'STRICT_PACK', 'STRICT_SPREAD']")
@@ -339,10 +335,6 @@ def train_model(data: TrainingData, spec: ModelSpec, run: RunSettings, name: str
     Writes the model folder to `folder`; raises TrainingFailed (or TrainingTimeout) naming the cause.
     """
     spec.build_module(data.n_inputs, len(data.classes))  # a spec that cannot build fails here, before Ray
-    # Train V2's controller takes one report of a worker per poll (the worker's queue holds one), every
-    # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s by default): a report an epoch made every epoch last 2 s.
-    # The controller reads it from the driver's environment, so a value the user set there wins.
-    os.environ.setdefault(POLL_ENV, str(run.report_poll_s))
     began = time.perf_counter()
     storage = Path(run.storage_path).resolve()
     progress = storage / name / PROGRESS_DIR
