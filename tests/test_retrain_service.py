@@ -52,7 +52,9 @@ def retrain_service(tmp_path, port: int, extra_env: dict, log_name: str = "retra
     """`driftloop retrain serve` in its own process; yields (process, base URL); SIGTERM (then SIGKILL) at the end."""
     env = {**os.environ, "DRIFTLOOP_DATA_DIR": str(tmp_path / "data"), "DRIFTLOOP_STACK__STATE_DIR": str(tmp_path / "stack"),
            "DRIFTLOOP_ALERTMANAGER__WEBHOOK_URL": f"http://127.0.0.1:{port}/v1/alerts",
-           "DRIFTLOOP_RETRAIN__POLL_S": "0.5", "DRIFTLOOP_LOG_LEVEL": "INFO", **extra_env}
+           "DRIFTLOOP_RETRAIN__POLL_S": "0.5", "DRIFTLOOP_LOG_LEVEL": "INFO",
+           "DRIFTLOOP_RETRAIN__SELECTION_WAIT_S": "0",  # no traffic comes after these tests' alerts: select at once
+           **extra_env}
     log = open(tmp_path / f"{log_name}.log", "ab")
     process = subprocess.Popen([sys.executable, "-m", "driftloop.cli", "retrain", "serve"], env=env, stdout=log,
                                stderr=subprocess.STDOUT)
