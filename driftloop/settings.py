@@ -444,7 +444,7 @@ class DemoSettings(_Part):
     rotation_degrees: Annotated[float, Field(ge=-180, le=180)] = 35.0
     noise: Annotated[float, Field(ge=0)] = 0.5
     label_budget: Annotated[int, Field(ge=1)] = 150
-    label_share: Annotated[float, Field(ge=0, le=1)] = 0.5
+    label_share: Annotated[float, Field(ge=0, le=1)] = 0.75
     label_delay_s: Annotated[float, Field(ge=0)] = 5.0
     annotator_delay_s: Annotated[float, Field(ge=0)] = 10.0
     strategy: StrategyName = "drift_targeted"
