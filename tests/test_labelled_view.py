@@ -135,16 +135,23 @@ def test_arrived_reads_what_came_since_its_position(store, tmp_path):
     assert all(name >= "date=2026-11-05" for name in recent.position)
 
 
+def small_files(store_dir: Path, count: int, written: int) -> tuple[datetime, list[dict], int]:
+    """`count` predictions of churn a minute apart in one hour; the first `written` stored, 3 to a file.
+    Returns the hour, the documents and the next offset."""
+    hour = T0.replace(minute=0)
+    documents = [{**d, "timestamp": (hour + timedelta(minutes=i)).isoformat()}
+                 for i, d in enumerate(prediction_documents(count, model="churn"))]
+    offset = 0
+    for start in range(0, written, 3):
+        offset = write_to_store(store_dir, "prediction", documents[start:start + 3], "p", 0, offset)
+    return hour, documents, offset
+
+
 def test_an_incremental_reader_reads_on_across_a_compaction(tmp_path):
     """Compaction merges a partition's files under the offsets they span, so a reader that goes by
     offsets neither reads a merged row twice nor skips the rows it had not read yet."""
     store_dir = tmp_path / "store"
-    hour = T0.replace(minute=0)
-    documents = [{**d, "timestamp": (hour + timedelta(minutes=i)).isoformat()}
-                 for i, d in enumerate(prediction_documents(40, model="churn"))]
-    offset = 0
-    for start in range(0, 30, 3):
-        offset = write_to_store(store_dir, "prediction", documents[start:start + 3], "p", 0, offset)
+    hour, documents, offset = small_files(store_dir, 40, written=30)
     store = Store(store_dir)
     first = store.arrived("prediction", hour, model="churn", columns=["event_id"])
     assert first.rows.num_rows == 30
@@ -196,12 +203,7 @@ def test_an_incremental_reader_whose_listing_names_a_file_compaction_removed_lis
     compaction may remove one in between. Made certain here: the listing the store keeps is made to
     outlive a compaction (the folder's time set back). The read lists again and reads each row once."""
     store_dir = tmp_path / "store"
-    hour = T0.replace(minute=0)
-    documents = [{**d, "timestamp": (hour + timedelta(minutes=i)).isoformat()}
-                 for i, d in enumerate(prediction_documents(12, model="churn"))]
-    offset = 0
-    for start in range(0, 12, 3):
-        offset = write_to_store(store_dir, "prediction", documents[start:start + 3], "p", 0, offset)
+    hour, documents, _ = small_files(store_dir, 12, written=12)
     folder = next((store_dir / "predictions").rglob("hour=*"))
     long_ago = time.time() - 60
     os.utime(folder, (long_ago, long_ago))
