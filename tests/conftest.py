@@ -6,11 +6,15 @@ other's events. The stack is started by the same code as `driftloop stack up`.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from driftloop.collector.store import Store
+from driftloop.collector.store_writer import StoreWriter, StoreWriterConfig
 from driftloop.ray_cluster import connect_ray
 from driftloop.settings import KafkaSettings, RaySettings, Settings, load_settings
 from driftloop.stack import LocalStack, create_topics, free_port
@@ -103,3 +107,17 @@ def ray_local():
         yield ray
     finally:
         ray.shutdown()
+
+
+@pytest.fixture
+def writer(kafka, kafka_settings, data_dir) -> Store:
+    """The store writer, running for the whole test into the test's data dir; the store it writes."""
+    config = StoreWriterConfig(kafka, kafka_settings.topics(), data_dir / "store",
+                               group_id=f"{kafka_settings.topic_prefix}w", batch_seconds=0.2)
+    writer = StoreWriter(config, CollectorRegistry())
+    stop = threading.Event()
+    thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)
+    thread.start()
+    yield Store(data_dir / "store")
+    stop.set()
+    thread.join(timeout=30)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from datetime import timedelta
 
 import pyarrow as pa
@@ -16,27 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 from events import START, feedback_for, prediction_documents, produce, run_cli, stored_counts, wait_until
 from kafka import KafkaConsumer, TopicPartition
-from prometheus_client import CollectorRegistry
 
-from driftloop.collector.store import Store
-from driftloop.collector.store_writer import StoreWriter, StoreWriterConfig
 from driftloop.curation import SnapshotSpec, build_snapshot
 
 END = (START + timedelta(hours=1)).isoformat()
 
-
-@pytest.fixture
-def writer(kafka, kafka_settings, data_dir):
-    """The store writer, running for the whole test, writing into the test's data dir."""
-    config = StoreWriterConfig(kafka, kafka_settings.topics(), data_dir / "store",
-                               group_id=f"{kafka_settings.topic_prefix}w", batch_seconds=0.3)
-    writer = StoreWriter(config, CollectorRegistry())
-    stop = threading.Event()
-    thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)
-    thread.start()
-    yield Store(data_dir / "store")
-    stop.set()
-    thread.join(timeout=30)
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from driftloop import curation_service, labelling_service
 from driftloop.collector import create_app
 from driftloop.collector.label_studio import WEBHOOK_PATH
 from driftloop.collector.store import Store
-from driftloop.collector.store_writer import StoreWriter, StoreWriterConfig
 from driftloop.settings import Settings, load_settings
 from driftloop.stack import LABEL_STUDIO_VERSION, LocalStack, free_port, local_credentials
 
@@ -35,18 +34,6 @@ START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
 END = START + timedelta(hours=1)
 SECRET = "test-webhook-secret-0123456789"
 
-
-@pytest.fixture
-def writer(kafka, kafka_settings, data_dir):
-    config = StoreWriterConfig(kafka, kafka_settings.topics(), data_dir / "store",
-                               group_id=f"{kafka_settings.topic_prefix}w", batch_seconds=0.2)
-    writer = StoreWriter(config, CollectorRegistry())
-    stop = threading.Event()
-    thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)
-    thread.start()
-    yield Store(data_dir / "store")
-    stop.set()
-    thread.join(timeout=30)
 
 
 @contextmanager

@@ -10,27 +10,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from events import feedback_for, prediction_documents, produce, stored_counts, wait_until
 from models import register
-from prometheus_client import CollectorRegistry
 from test_retrain_episodes import notification
 
-from driftloop.collector.store import Store
-from driftloop.collector.store_writer import StoreWriter, StoreWriterConfig
 from driftloop.curation_service import ledger
 from driftloop.retrain_service import RetrainService, open_registry
 from driftloop.settings import load_settings
 
 
 @pytest.fixture
-def store(kafka, kafka_settings, data_dir):
-    config = StoreWriterConfig(kafka, kafka_settings.topics(), data_dir / "store",
-                               group_id=f"{kafka_settings.topic_prefix}w", batch_seconds=0.3)
-    writer = StoreWriter(config, CollectorRegistry())
-    stop = threading.Event()
-    thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)
-    thread.start()
-    yield Store(data_dir / "store")
-    stop.set()
-    thread.join(timeout=30)
+def store(writer):
+    return writer
 
 
 def settings_for(kafka, kafka_settings, data_dir, **retrain):
