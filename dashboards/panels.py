@@ -32,6 +32,7 @@ REF_IDS = "ABCDEFGH"
 ENVIRONMENT = 'environment=~"$environment"'
 MODEL = 'model=~"$model"'
 BY_MODEL = "{" + f"{ENVIRONMENT}, {MODEL}" + "}"
+RATE = "[$__rate_interval]"  # the range of every rate() and increase(): Grafana's, at least 4 scrapes
 
 
 def query(expr: str, legend: str = "") -> Dataquery:

@@ -9,6 +9,7 @@ from driftloop.dashboards.boards.common import board
 from driftloop.dashboards.panels import (
     BY_MODEL,
     ENVIRONMENT,
+    RATE,
     link,
     model_variable,
     query,
@@ -22,7 +23,6 @@ from driftloop.dashboards.panels import (
     up_down,
 )
 
-RATE = "[$__rate_interval]"
 REPORTS = "${reports}/${__field.labels.model}/"
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
 from driftloop.dashboards.boards.common import board
-from driftloop.dashboards.panels import ENVIRONMENT, query, stat, thresholds, timeseries, up_down
+from driftloop.dashboards.panels import ENVIRONMENT, RATE, query, stat, thresholds, timeseries, up_down
 
-RATE = "[$__rate_interval]"
 ENV = "{" + ENVIRONMENT + "}"
 
 

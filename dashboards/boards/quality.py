@@ -9,6 +9,7 @@ from driftloop.dashboards.panels import (
     BY_MODEL,
     ENVIRONMENT,
     MODEL,
+    RATE,
     annotation,
     model_variable,
     query,
@@ -19,7 +20,6 @@ from driftloop.dashboards.panels import (
     timeseries,
 )
 
-RATE = "[$__rate_interval]"
 SEL = ENVIRONMENT + ", " + MODEL
 
 # A gate decision is one step of a counter that exists only once the gate decided. The first part sees

@@ -8,6 +8,7 @@ from driftloop.dashboards.boards.common import board
 from driftloop.dashboards.panels import (
     BY_MODEL,
     ENVIRONMENT,
+    RATE,
     model_variable,
     query,
     stat,
@@ -17,7 +18,6 @@ from driftloop.dashboards.panels import (
     timeseries,
 )
 
-RATE = "[$__rate_interval]"
 RANGE = "[$__range]"
 ENV = "{" + ENVIRONMENT + "}"
 
